@@ -1,0 +1,1 @@
+"""The bot process: adapters, the gate, the command registry."""

@@ -1,0 +1,125 @@
+"""The platform-neutral path of every incoming message: parse → gate → answer or queue.
+
+Adapters call `Pipeline.handle(request)` and render what comes back; nothing here knows
+about any platform's wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import redis.exceptions
+
+from bot import registry
+from bot.gate import Gate
+from bot.registry import Params, UsageError
+from bot.request import Reply, Request
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
+
+Enqueue = Callable[[Request, Params], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the adapter should do now: show `reply` (if any); `queued` means a worker will
+    answer later, so the adapter may show a typing indicator or placeholder meanwhile."""
+
+    reply: Reply | None
+    queued: bool = False
+    decision: str = ""
+
+
+def retry_text(seconds: float) -> str:
+    return f"You are sending too fast. Please try again in {max(1, math.ceil(seconds))} s."
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """`/fx 1 EUR USD` → ("fx", "1 EUR USD"); `/fx@MyBot …` too. None for non-commands."""
+    text = text.strip()
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    parts = text[1:].split(maxsplit=1)
+    if not parts:
+        return None
+    head = parts[0].split("@", 1)[0].lower()
+    return head, parts[1].strip() if len(parts) > 1 else ""
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, redis_client: Any, enqueue: Enqueue | None = None):
+        self.settings = settings
+        self.gate = Gate(redis_client, settings)
+        self.enqueue = enqueue or celery_enqueue
+
+    async def handle(self, request: Request, is_admin: bool = False) -> Outcome:
+        command = registry.get(request.command)
+        problem: Reply | None = None
+        params: Params = {}
+        if command is None:
+            name = request.command[:32]
+            problem = Reply(f"Unknown command /{name}. Send /help for the list.", "usage")
+        else:
+            try:
+                params = command.run_parser(request.args)
+            except UsageError as exc:
+                problem = Reply(f"{exc}\nUsage: {command.usage}", "usage")
+        cache_key = command.cache_key(params) if command and command.is_lookup and not problem else None
+
+        # Even a bad command passes the gate: a flood of garbage is limited like any other.
+        try:
+            decision = await self.gate.check(request, cache_key, is_admin)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.error("%s: gate unavailable: %r", request.request_id, exc)
+            return Outcome(Reply(UNAVAILABLE, "error"), decision="unavailable")
+
+        outcome = decision.outcome
+        if outcome in ("duplicate", "banned_silent"):
+            return Outcome(None, decision=outcome)
+        if outcome == "banned":
+            return Outcome(Reply("You are blocked from using this bot.", "notice"), decision=outcome)
+        if outcome == "maintenance":
+            return Outcome(Reply(decision.value, "notice"), decision=outcome)
+        if outcome == "limited":
+            return Outcome(
+                Reply(retry_text(decision.retry_after), "limited", ephemeral=True), decision=outcome
+            )
+        if problem is not None or command is None:
+            return Outcome(problem, decision="usage")
+        if command.local is not None:
+            return Outcome(Reply(command.local(params)), decision="local")
+        if outcome == "hit":
+            cached = json.loads(decision.value)
+            return Outcome(Reply(cached["text"], cached.get("kind", "answer")), decision="hit")
+
+        try:
+            await self.enqueue(request, params)
+        except Exception as exc:  # broker down or unreachable: tell the user, never go quiet
+            log.error("%s: could not queue the lookup: %r", request.request_id, exc)
+            return Outcome(Reply(UNAVAILABLE, "error"), decision="unavailable")
+        return Outcome(None, queued=True, decision="miss")
+
+
+# Publishing is blocking kombu I/O: one thread keeps it off the event loop, and one
+# producer connection is never shared between threads.
+_publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
+
+
+async def celery_enqueue(request: Request, params: Params) -> None:
+    from celery import chain
+
+    from tasks.lookup import deliver, lookup
+
+    signature = chain(lookup.s(request.to_dict(), params), deliver.s())
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(_publisher, signature.apply_async)

@@ -1,0 +1,113 @@
+"""The command registry: a lookup is declared once, here, and everything else follows.
+
+A declaration gives the name, the help line, the usage text, an argument parser, the cache
+TTL and the provider function. `/help`, Telegram's command list and Discord's slash commands
+are all generated from it; the gate, the Celery tasks and the cache use it to find what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.upstream import Upstream
+
+Params = dict[str, Any]
+Parser = Callable[[str], Params]
+Provider = Callable[[Params, "Upstream"], str]
+LocalAnswer = Callable[[Params], str]
+
+MAX_ARGS_LENGTH = 500  # longer input is refused before it reaches a parser, cache key or log
+
+
+class UsageError(ValueError):
+    """Bad arguments; the message is shown to the user together with the usage line."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    usage: str
+    parse: Parser
+    provider: Provider | None = None  # runs in a worker; None for commands answered locally
+    local: LocalAnswer | None = None  # answered in the adapter, no upstream, no cache
+    ttl_setting: str = ""  # the name of the Settings field holding the cache TTL
+    provider_name: str = ""  # shown to users when the upstream fails ("Wikipedia")
+
+    @property
+    def is_lookup(self) -> bool:
+        return self.provider is not None
+
+    def ttl(self) -> int:
+        from config import get_settings
+
+        return int(getattr(get_settings(), self.ttl_setting)) if self.ttl_setting else 0
+
+    def cache_key(self, params: Params) -> str:
+        """Normalised parameters → a bounded key, so `/fx 1 eur usd` and `/fx 1 EUR USD` share it."""
+        blob = json.dumps(params, sort_keys=True, ensure_ascii=True, default=str)
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        return f"cache:{self.name}:{digest}"
+
+    def run_parser(self, args: str) -> Params:
+        if len(args) > MAX_ARGS_LENGTH:
+            raise UsageError(f"That is too long ({len(args)} characters; at most {MAX_ARGS_LENGTH}).")
+        return self.parse(args)
+
+
+REGISTRY: dict[str, Command] = {}
+
+
+def register(command: Command) -> Command:
+    if command.name in REGISTRY:
+        raise ValueError(f"command /{command.name} is declared twice")
+    if (command.provider is None) == (command.local is None):
+        raise ValueError(f"command /{command.name} needs exactly one of provider= or local=")
+    REGISTRY[command.name] = command
+    return command
+
+
+def lookup(
+    name: str, *, help: str, usage: str, parse: Parser, ttl_setting: str, provider_name: str
+) -> Callable[[Provider], Provider]:
+    """Declare a lookup: decorate its provider function (which runs in a Celery worker)."""
+
+    def decorate(provider: Provider) -> Provider:
+        register(
+            Command(
+                name=name,
+                help=help,
+                usage=usage,
+                parse=parse,
+                provider=provider,
+                ttl_setting=ttl_setting,
+                provider_name=provider_name,
+            )
+        )
+        return provider
+
+    return decorate
+
+
+def no_args(args: str) -> Params:
+    return {}
+
+
+def get(name: str) -> Command | None:
+    load()
+    return REGISTRY.get(name)
+
+
+def commands() -> list[Command]:
+    load()
+    return sorted(REGISTRY.values(), key=lambda c: c.name)
+
+
+def load() -> None:
+    """Import the modules that declare commands (idempotent)."""
+    import bot.lookups  # noqa: F401

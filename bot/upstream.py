@@ -1,0 +1,89 @@
+"""HTTP to upstream APIs, with timeouts on every call and errors sorted by what to do next.
+
+Providers call `Upstream.get_json`; it raises:
+- `NotFound` (404): the answer is "no such thing" and is cached briefly;
+- `RetryableError` (connection error, timeout, 5xx, 429, garbage body): the lookup task
+  retries with backoff, honouring `Retry-After`;
+- `PermanentError` (other 4xx): retrying cannot help; the user is told at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import requests
+
+from config import Settings
+
+
+class NotFound(Exception):
+    """The upstream says the thing asked for does not exist; str() is the user's message."""
+
+
+class UpstreamError(Exception):
+    def __init__(self, provider: str, kind: str, detail: str = "", retry_after: float | None = None):
+        super().__init__(f"{provider}: {kind}{': ' + detail if detail else ''}")
+        self.provider = provider
+        self.kind = kind  # timeout, connection, http_503, http_429, bad_response, http_400...
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class RetryableError(UpstreamError):
+    pass
+
+
+class PermanentError(UpstreamError):
+    pass
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` is either seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Upstream:
+    """One per worker process: a pooled `requests.Session` with the configured timeouts."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None):
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = settings.HTTP_USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+
+    def get_json(
+        self, provider: str, url: str, params: dict[str, Any] | None = None, *, not_found: str
+    ) -> Any:
+        timeout = (self.settings.UPSTREAM_CONNECT_TIMEOUT, self.settings.UPSTREAM_READ_TIMEOUT)
+        try:
+            response = self.session.get(url, params=params, timeout=timeout)
+        except requests.Timeout as exc:
+            raise RetryableError(provider, "timeout", type(exc).__name__) from exc
+        except requests.RequestException as exc:
+            raise RetryableError(provider, "connection", type(exc).__name__) from exc
+
+        status = response.status_code
+        if status == 404:
+            raise NotFound(not_found)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RetryableError(provider, f"http_{status}", retry_after=retry_after)
+        if status >= 400:
+            raise PermanentError(provider, f"http_{status}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RetryableError(provider, "bad_response", "body is not JSON") from exc

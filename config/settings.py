@@ -1,0 +1,167 @@
+"""One typed settings object, read from the environment and `.env`.
+
+Every field is named exactly as the environment variable a user sets (case-insensitive).
+Every field is listed in README.md and `.env.example`; keep the three in step.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate such as `20/minute`: `count` events per `period` seconds."""
+
+    count: int
+    period: float
+
+    @property
+    def interval_ms(self) -> int:
+        """Milliseconds between two events at the steady rate (GCRA's emission interval)."""
+        return max(1, round(self.period * 1000 / self.count))
+
+    def __str__(self) -> str:
+        for name, seconds in _PERIODS.items():
+            if self.period == seconds:
+                return f"{self.count}/{name}"
+        return f"{self.count}/{self.period:g}second"
+
+
+def parse_rate(text: str) -> Rate:
+    """Parse `N/second|minute|hour|day` (also `N/10second`); raise ValueError with the form."""
+    match = _RATE_RE.match(text or "")
+    if not match:
+        raise ValueError(f"expected a rate like 20/minute (N/second, N/minute, N/hour, N/day), got {text!r}")
+    count, multiple, unit = int(match[1]), int(match[2] or 1), match[3].lower()
+    if count < 1 or multiple < 1:
+        raise ValueError(f"a rate needs a positive count and period, got {text!r}")
+    return Rate(count, multiple * _PERIODS[unit])
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- infrastructure -------------------------------------------------------------
+    REDIS_URL: str = Field("redis://127.0.0.1:6379/0", description="Redis for gate, cache, replies")
+    CELERY_BROKER_URL: str = Field("", description="Celery broker; empty means REDIS_URL")
+    CELERY_QUEUE: str = Field("bot", description="queue name for lookups and deliveries")
+    REDIS_TIMEOUT: float = Field(5.0, gt=0, description="seconds for any Redis call")
+
+    # --- the gate -------------------------------------------------------------------
+    RATE_LIMIT: str = Field("20/minute", description="per-user steady rate")
+    RATE_LIMIT_BURST: int = Field(5, ge=1, le=10_000, description="messages a user may send at once")
+    DEDUPE_TTL: int = Field(86_400, ge=60, description="seconds a request id is remembered")
+
+    # --- lookups --------------------------------------------------------------------
+    LOOKUP_MAX_RETRIES: int = Field(3, ge=0, le=20, description="retries after the first try")
+    LOOKUP_RETRY_BACKOFF: float = Field(1.0, gt=0, description="first backoff in seconds; doubles")
+    LOOKUP_RETRY_BACKOFF_MAX: float = Field(60.0, gt=0, description="cap on one backoff")
+    UPSTREAM_CONNECT_TIMEOUT: float = Field(3.05, gt=0, description="seconds to connect upstream")
+    UPSTREAM_READ_TIMEOUT: float = Field(10.0, gt=0, description="seconds to wait for a response")
+    NEGATIVE_CACHE_TTL: int = Field(60, ge=0, description="seconds a 'not found' is cached")
+    TASK_SOFT_TIME_LIMIT: float = Field(60.0, gt=0, description="soft limit on one task run")
+    TASK_TIME_LIMIT: float = Field(90.0, gt=0, description="hard limit on one task run")
+    BROKER_VISIBILITY_TIMEOUT: int = Field(3600, ge=60, description="Redis broker redelivery")
+    HTTP_USER_AGENT: str = Field(
+        "chatbot-lookups/0.1 (https://example.invalid/chatbot; ops@example.invalid)",
+        description="sent to every upstream (Wikimedia asks for a descriptive one)",
+    )
+
+    # --- providers ------------------------------------------------------------------
+    FX_API_URL: str = "https://api.frankfurter.dev/v1"
+    FX_CACHE_TTL: int = Field(3600, ge=0)
+    WIKI_API_URL: str = "https://en.wikipedia.org/api/rest_v1"
+    WIKI_CACHE_TTL: int = Field(86_400, ge=0)
+
+    # --- console adapter ------------------------------------------------------------
+    CONSOLE_DRAIN_TIMEOUT: float = Field(30.0, ge=0, description="wait at end of input")
+
+    LOG_LEVEL: str = "INFO"
+
+    @field_validator("RATE_LIMIT")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://host:port/db URL")
+        return value
+
+    @field_validator("CELERY_BROKER_URL")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")):
+            raise ValueError("expected a redis://… or amqp://… URL, or empty for REDIS_URL")
+        return value
+
+    @field_validator("FX_API_URL", "WIKI_API_URL")
+    @classmethod
+    def _check_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s):// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Settings:
+        # The Redis transport redelivers an unacked message after the visibility timeout,
+        # countdown retries included: a backoff longer than that would run a lookup twice.
+        if self.LOOKUP_RETRY_BACKOFF_MAX * 2 >= self.BROKER_VISIBILITY_TIMEOUT:
+            raise ValueError(
+                "LOOKUP_RETRY_BACKOFF_MAX must stay well under BROKER_VISIBILITY_TIMEOUT (at most half of it)"
+            )
+        if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
+            raise ValueError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
+        return self
+
+    @property
+    def rate(self) -> Rate:
+        return parse_rate(self.RATE_LIMIT)
+
+    @property
+    def broker_url(self) -> str:
+        return self.CELERY_BROKER_URL or self.REDIS_URL
+
+
+class ConfigError(SystemExit):
+    """Start-up stops with a readable message instead of a traceback."""
+
+
+def format_errors(exc: ValidationError) -> str:
+    lines = ["Configuration error:"]
+    for err in exc.errors():
+        name = ".".join(str(part) for part in err["loc"]) or "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {name}: {msg}")
+    return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; a bad value exits with the variable's name."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(format_errors(exc), file=sys.stderr)
+        raise ConfigError(2) from None

@@ -1,0 +1,171 @@
+"""The two tasks of every miss: `lookup` (call the provider, cache) then `deliver` (reply).
+
+`lookup` always returns a reply, even when the upstream failed for good, so `deliver` always
+runs and the user never meets silence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from bot import keys, registry
+from bot.request import Reply, Request
+from bot.senders import sender_for
+from bot.upstream import NotFound, PermanentError, RetryableError, Upstream
+from config import get_settings
+from tasks.app import app
+
+log = logging.getLogger(__name__)
+
+_redis: redis.Redis | None = None
+_upstream: Upstream | None = None
+
+
+def worker_redis() -> redis.Redis:
+    """One client per worker process (redis-py pools reconnect after fork by pid)."""
+    global _redis
+    if _redis is None:
+        settings = get_settings()
+        _redis = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=settings.REDIS_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_TIMEOUT,
+            health_check_interval=30,
+        )
+    return _redis
+
+
+def upstream() -> Upstream:
+    global _upstream
+    if _upstream is None:
+        _upstream = Upstream(get_settings())
+    return _upstream
+
+
+def backoff(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter (half fixed, half random) and `Retry-After` honoured.
+
+    Celery's own `retry_backoff` works in whole seconds; tests and fast upstreams want less.
+    A `Retry-After` beyond the cap is clipped to it, since a longer countdown on the Redis
+    broker risks redelivery after the visibility timeout.
+    """
+    delay = min(cap, base * (2**attempt))
+    delay = random.uniform(delay / 2, delay)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+def _result(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    return {"request": request, "reply": {"text": reply.text, "kind": reply.kind}}
+
+
+def _cache(key: str, reply: Reply, ttl: int) -> None:
+    """The gate hands this JSON back on a hit; `at` lets a later answer show its age."""
+    if ttl > 0:
+        worker_redis().set(
+            key, json.dumps({"text": reply.text, "kind": reply.kind, "at": time.time()}), ex=ttl
+        )
+
+
+def _dead_letter(
+    request: dict[str, Any], params: dict[str, Any], error: str, kind: str, attempts: int
+) -> None:
+    entry = {
+        "id": request["request_id"],
+        "request": request,
+        "params": params,
+        "error": error,
+        "kind": kind,
+        "attempts": attempts,
+        "at": time.time(),
+    }
+    pipe = worker_redis().pipeline()
+    pipe.lpush(keys.DEAD_LETTERS, json.dumps(entry))
+    pipe.ltrim(keys.DEAD_LETTERS, 0, keys.DEAD_LETTERS_MAX - 1)
+    pipe.execute()
+
+
+@app.task(bind=True, name="lookup", max_retries=None)
+def lookup(self: Task, request: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    req = Request.from_dict(request)
+    command = registry.get(req.command)
+    if command is None or command.provider is None:
+        return _result(request, Reply(f"Unknown command /{req.command}.", "error"))
+    name = command.provider_name
+    attempts = self.request.retries + 1
+    try:
+        text = command.provider(params, upstream())
+    except NotFound as exc:
+        reply = Reply(str(exc), "not_found")
+        _cache(command.cache_key(params), reply, settings.NEGATIVE_CACHE_TTL)
+        return _result(request, reply)
+    except (RetryableError, SoftTimeLimitExceeded, KeyError, TypeError, ValueError, IndexError) as exc:
+        error = (
+            exc
+            if isinstance(exc, RetryableError)
+            else RetryableError(
+                name, "timeout" if isinstance(exc, SoftTimeLimitExceeded) else "bad_response", repr(exc)[:200]
+            )
+        )
+        if self.request.retries < settings.LOOKUP_MAX_RETRIES:
+            countdown = backoff(
+                self.request.retries,
+                settings.LOOKUP_RETRY_BACKOFF,
+                settings.LOOKUP_RETRY_BACKOFF_MAX,
+                error.retry_after,
+            )
+            log.warning(
+                "%s: %s failed (%s), retry %d in %.2fs", req.request_id, name, error.kind, attempts, countdown
+            )
+            raise self.retry(countdown=countdown, exc=error) from None
+        log.error("%s: %s failed %d times, giving up: %s", req.request_id, name, attempts, error)
+        _dead_letter(request, params, str(error), error.kind, attempts)
+        return _result(
+            request,
+            Reply(
+                f"Sorry, {name} is not answering right now (tried {attempts} times). Please try again later.",
+                "error",
+            ),
+        )
+    except PermanentError as exc:
+        log.error("%s: %s refused the request: %s", req.request_id, name, exc)
+        return _result(
+            request, Reply(f"Sorry, {name} could not answer that ({exc.kind.replace('_', ' ')}).", "error")
+        )
+    except Exception as exc:  # a bug in a provider must not leave the user in silence
+        log.exception("%s: %s lookup crashed", req.request_id, name)
+        _dead_letter(request, params, repr(exc)[:500], "crash", attempts)
+        return _result(
+            request, Reply("Sorry, something went wrong with that lookup. It has been logged.", "error")
+        )
+
+    reply = Reply(text, "answer")
+    _cache(command.cache_key(params), reply, command.ttl())
+    return _result(request, reply)
+
+
+@app.task(bind=True, name="deliver", max_retries=None)
+def deliver(self: Task, result: dict[str, Any]) -> None:
+    settings = get_settings()
+    req = Request.from_dict(result["request"])
+    reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
+    try:
+        sender_for(req.platform)(worker_redis(), req, reply)
+    except (redis.RedisError, OSError) as exc:
+        if self.request.retries < settings.LOOKUP_MAX_RETRIES + 2:
+            countdown = backoff(
+                self.request.retries, settings.LOOKUP_RETRY_BACKOFF, settings.LOOKUP_RETRY_BACKOFF_MAX
+            )
+            raise self.retry(countdown=countdown, exc=exc) from None
+        log.error("%s: delivery failed for good: %r", req.request_id, exc)
+        _dead_letter(result["request"], {}, f"delivery: {exc!r}"[:500], "delivery", self.request.retries + 1)

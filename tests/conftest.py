@@ -1,0 +1,249 @@
+"""Real components for every test: a private redis-server, a real Celery worker process,
+emulated upstreams on loopback, and a chat to type into.
+
+    def test_ping(chat):
+        chat.send("/ping")
+        assert chat.reply() == "pong"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from bot.devstack import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_REDIS: RedisServer | None = None
+_UPSTREAMS: Any = None
+
+# Small numbers so retries and limits play out in well under a second.
+TEST_ENV = {
+    "LOOKUP_MAX_RETRIES": "3",
+    "LOOKUP_RETRY_BACKOFF": "0.05",
+    "LOOKUP_RETRY_BACKOFF_MAX": "0.5",
+    "UPSTREAM_CONNECT_TIMEOUT": "1",
+    "UPSTREAM_READ_TIMEOUT": "1",
+    "RATE_LIMIT": "30/minute",
+    "RATE_LIMIT_BURST": "5",
+    "NEGATIVE_CACHE_TTL": "60",
+    "CONSOLE_DRAIN_TIMEOUT": "20",
+    "CELERY_QUEUE": "test",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start Redis and the upstream emulators before any test module imports settings."""
+    global _REDIS, _UPSTREAMS
+    if hasattr(config, "workerinput"):
+        return
+    from tests.emulators.upstreams import Upstreams
+
+    _REDIS = RedisServer().start()
+    _UPSTREAMS = Upstreams().start()
+    os.environ.update(TEST_ENV)
+    # App data in db 0, the Celery broker in db 1: tests flush db 0 between them without
+    # touching kombu's queue bindings.
+    os.environ["REDIS_URL"] = f"{_REDIS.url}/0"
+    os.environ["CELERY_BROKER_URL"] = f"{_REDIS.url}/1"
+    os.environ["FX_API_URL"] = _UPSTREAMS.url("fx")
+    os.environ["WIKI_API_URL"] = _UPSTREAMS.url("wiki")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _UPSTREAMS:
+        _UPSTREAMS.stop()
+    if _REDIS:
+        _REDIS.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> RedisServer:
+    assert _REDIS is not None
+    return _REDIS
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def upstreams() -> Any:
+    _UPSTREAMS.reset()
+    yield _UPSTREAMS
+    _UPSTREAMS.reset()
+
+
+@pytest.fixture(autouse=True)
+def _clean_app_data(redis_server: RedisServer) -> None:
+    """Each test starts with empty app data (cache, limits, bans); broker db untouched."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
+    client.flushdb()
+    client.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll until `predicate()` is truthy; fail the test with a clear message on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+class Worker:
+    """A real `celery -A tasks worker` process with the test environment."""
+
+    def __init__(self, env: dict[str, str], concurrency: int = 2, name: str = "w1"):
+        self.env = env
+        self.concurrency = concurrency
+        self.name = name
+        self.log = Path(tempfile.mkstemp(prefix=f"worker-{name}-", suffix=".log")[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Worker:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "INFO",
+                 "-c", str(self.concurrency), "-n", f"{self.name}-{uuid.uuid4().hex[:6]}@%h",
+                 "--without-gossip", "--without-mingle"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        wait_until(lambda: b"ready." in self.log.read_bytes() or self.process.poll() is not None, timeout)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited at start:\n{self.log.read_text()[-3000:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def worker(redis_server: RedisServer) -> Iterator[Worker]:
+    w = Worker(dict(os.environ)).start()
+    yield w
+    w.stop()
+
+
+class LoopThread:
+    """An asyncio loop in a thread: the bot's async code runs here, tests stay synchronous."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bot-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 15.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def bot_loop() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
+class Chat:
+    """A console chat with the real adapter and pipeline: send a line, read the replies."""
+
+    def __init__(self, loop: LoopThread, user: str):
+        from bot.console import ConsoleAdapter
+        from bot.main import make_redis
+        from bot.pipeline import Pipeline
+        from config import get_settings
+
+        self.loop = loop
+        self.user = user
+        self.replies: queue.Queue[str] = queue.Queue()
+        settings = get_settings()
+
+        async def build() -> ConsoleAdapter:
+            self.redis = make_redis(settings)
+            adapter = ConsoleAdapter(Pipeline(settings, self.redis), settings, self.replies.put, user=user)
+            await adapter.connect()
+            return adapter
+
+        self.adapter: ConsoleAdapter = loop.run(build())
+
+    def send(self, text: str) -> None:
+        self.loop.run(self.adapter.send_line(text))
+
+    def reply(self, timeout: float = 15.0) -> str:
+        try:
+            return self.replies.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no reply within {timeout} s") from None
+
+    def immediate_reply(self) -> str:
+        """The reply the adapter gave while handling the message (no worker involved)."""
+        try:
+            return self.replies.get_nowait()
+        except queue.Empty:
+            raise AssertionError("no immediate reply: the message was queued") from None
+
+    def assert_no_reply(self, within: float = 0.5) -> None:
+        with contextlib.suppress(queue.Empty):
+            extra = self.replies.get(timeout=within)
+            raise AssertionError(f"unexpected extra reply: {extra!r}")
+
+    def close(self) -> None:
+        async def close() -> None:
+            await self.adapter.disconnect()
+            await self.redis.aclose()
+
+        self.loop.run(close())
+
+
+@pytest.fixture
+def make_chat(bot_loop: LoopThread, worker: Worker) -> Iterator[Callable[..., Chat]]:
+    chats: list[Chat] = []
+
+    def make(user: str | None = None) -> Chat:
+        chat = Chat(bot_loop, user or f"user-{uuid.uuid4().hex[:8]}")
+        chats.append(chat)
+        return chat
+
+    yield make
+    for chat in chats:
+        chat.close()
+
+
+@pytest.fixture
+def chat(make_chat: Callable[..., Chat]) -> Chat:
+    return make_chat()
