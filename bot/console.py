@@ -107,6 +107,8 @@ class ConsoleAdapter:
         # listener instead notices the flag within one poll and returns by itself.
         self._stopping = True
         if self._listener:
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                await self._redis.rpush(keys.console_replies(self.session), "{}")  # wake BLPOP now
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._listener, POLL_SECONDS + self.settings.REDIS_TIMEOUT)
         await self._redis.aclose()
@@ -123,6 +125,8 @@ class ConsoleAdapter:
             if not item:
                 continue
             payload = json.loads(item[1])
+            if "request_id" not in payload:
+                continue  # the wake-up pushed by disconnect()
             self.pending.discard(payload["request_id"])
             self.write(payload["text"])
             if not self.pending:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-BANNED = "admin:banned"  # hash user_key -> reason
-BAN_NOTICED = "admin:ban_noticed"  # hash user_key -> 1
-MAINTENANCE = "admin:maintenance"  # string: the message users see
-LIMITS = "admin:limits"  # hash user_key | "*" -> "interval_ms:burst"
+# One hash for admin state, so the gate reads all of it with one HMGET:
+# "maintenance" -> message; "ban:<user>" -> reason; "noticed:<user>" -> 1;
+# "limit:<user>" and "limit:*" -> "interval_ms:burst".
+ADMIN = "admin"
+MAINTENANCE_FIELD = "maintenance"
 DEAD_LETTERS = "deadletters"  # list of JSON entries, newest first
 DEAD_LETTERS_MAX = 1000
+
+
+def ban_field(user_key: str) -> str:
+    return f"ban:{user_key}"
+
+
+def noticed_field(user_key: str) -> str:
+    return f"noticed:{user_key}"
+
+
+def limit_field(user_key: str) -> str:
+    return f"limit:{user_key}"
 
 
 def seen(request_id: str) -> str:

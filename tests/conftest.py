@@ -130,8 +130,9 @@ class Worker:
                  "--without-gossip", "--without-mingle"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        wait_until(lambda: b"ready." in self.log.read_bytes() or self.process.poll() is not None, timeout)
-        if self.process.poll() is not None:
+        process = self.process
+        wait_until(lambda: b"ready." in self.log.read_bytes() or process.poll() is not None, timeout)
+        if process.poll() is not None:
             raise RuntimeError(f"worker exited at start:\n{self.log.read_text()[-3000:]}")
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from tests.conftest import Chat, wait_until
@@ -77,7 +78,7 @@ def test_transient_failures_are_retried_with_backoff_then_succeed(chat: Chat, up
     assert chat.reply() == "1.00 GBP = 1.17 EUR (ECB rate of 2026-11-27)"
     calls = upstreams.calls["fx"]
     assert len(calls) == 4
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert gaps[1] >= 0.39, f"Retry-After not honoured: {gaps}"
     assert all(gap >= 0.02 for gap in gaps), f"no backoff between tries: {gaps}"
     chat.assert_no_reply()

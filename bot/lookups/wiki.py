@@ -15,7 +15,7 @@ MAX_EXTRACT = 700
 def parse(args: str) -> Params:
     # Drop control and format characters (newlines, zero-width, bidi overrides) and fold
     # compatibility forms so look-alike input shares one cache entry.
-    text = unicodedata.normalize("NFKC", args)
+    text = " ".join(unicodedata.normalize("NFKC", args).split())  # tabs, newlines → spaces
     text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
     title = " ".join(text.split())
     if not title:

@@ -105,7 +105,9 @@ class Upstreams:
             return web.Response(text=fault.body, content_type="application/json")
         if fault.status:
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-            return web.json_response({"message": f"emulated {fault.status}"}, status=fault.status, headers=headers)
+            return web.json_response(
+                {"message": f"emulated {fault.status}"}, status=fault.status, headers=headers
+            )
         return None
 
     async def _fx(self, request: web.Request) -> web.Response:

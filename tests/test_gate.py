@@ -1,0 +1,125 @@
+"""The gate: one Redis round trip per message, and what it decides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from bot import registry
+from bot.devstack import RedisServer
+from bot.main import make_redis
+from bot.pipeline import Pipeline
+from bot.request import Request
+from config import get_settings
+from tests.conftest import LoopThread
+
+
+def _request(n: int, user: str = "u1", command: str = "ping", args: str = "") -> Request:
+    return Request("console", "c1", user, f"console:rt-{n}", command, args)
+
+
+class CommandLog:
+    """Every command a network client sends to a Redis server, read through MONITOR.
+
+    Commands run inside a Lua script show as client type "lua" and are not round trips.
+    """
+
+    def __init__(self, url: str):
+        self.client = redis.Redis.from_url(url)
+        self.monitor = self.client.monitor()
+        self.monitor.__enter__()
+        self.commands: list[dict[str, Any]] = []
+
+    def collect_until(self, marker: str) -> list[str]:
+        for entry in self.monitor.listen():
+            if entry["command"] == f"ECHO {marker}":
+                break
+            if entry.get("client_type") != "lua":
+                self.commands.append(entry)
+        self.monitor.__exit__(None, None, None)
+        self.client.close()
+        return [c["command"].split()[0].upper() for c in self.commands]
+
+
+def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> None:
+    """Hits, misses, local answers, usage errors and limited messages: one EVALSHA each."""
+    server = RedisServer().start()
+    try:
+        settings = get_settings().model_copy(update={"REDIS_URL": f"{server.url}/0"})
+        seed = redis.Redis.from_url(settings.REDIS_URL)
+        pipeline_holder: dict[str, Pipeline] = {}
+
+        async def setup() -> None:
+            client = make_redis(settings)
+            pipeline_holder["p"] = Pipeline(settings, client)
+            await pipeline_holder["p"].handle(_request(0, user="warmup"))  # loads the script
+
+        bot_loop.run(setup())
+        pipeline = pipeline_holder["p"]
+        fx = registry.get("fx")
+        assert fx is not None
+        cache_key = fx.cache_key({"amount": "1", "from": "EUR", "to": "USD"})
+        seed.set(cache_key, '{"text": "1 EUR = 1.09 USD", "kind": "answer"}')
+
+        log = CommandLog(settings.REDIS_URL)
+
+        async def messages() -> list[str]:
+            decisions = []
+            for n, (command, args) in enumerate(
+                [("fx", "1 EUR USD"), ("ping", ""), ("fx", ""), ("nope", ""), ("wiki", "Alan Turing")]
+                + [("ping", "")] * 5,
+                start=1,
+            ):
+                outcome = await pipeline.handle(_request(n, command=command, args=args))
+                decisions.append(outcome.decision)
+            return decisions
+
+        decisions = bot_loop.run(messages())
+        seed.echo("end-of-test")
+        commands = log.collect_until("end-of-test")
+        assert decisions[:5] == ["hit", "local", "usage", "usage", "miss"]
+        assert "limited" in decisions
+        assert commands == ["EVALSHA"] * len(decisions), commands
+        seed.close()
+    finally:
+        server.stop()
+
+
+def test_rate_state_is_one_small_key_with_an_expiry(chat, redis_client) -> None:
+    chat.send("/ping")
+    chat.immediate_reply()
+    keys = redis_client.keys(f"rl:console:{chat.user}")
+    assert len(keys) == 1
+    assert 0 < redis_client.pttl(keys[0]) <= 2000
+    assert redis_client.memory_usage(keys[0]) < 200
+
+
+def test_banned_user_is_told_once_then_ignored(make_chat, redis_client) -> None:
+    chat = make_chat()
+    redis_client.hset("admin", f"ban:console:{chat.user}", "spam")
+    chat.send("/ping")
+    assert chat.immediate_reply() == "You are blocked from using this bot."
+    chat.send("/fx 1 EUR USD")
+    chat.assert_no_reply(within=0.3)
+
+
+def test_maintenance_message_replaces_lookups(chat, redis_client, upstreams) -> None:
+    redis_client.hset("admin", "maintenance", "Back at 14:00 UTC.")
+    chat.send("/fx 1 EUR USD")
+    assert chat.immediate_reply() == "Back at 14:00 UTC."
+    assert upstreams.count("fx") == 0
+
+
+def test_redis_down_gets_a_clear_message(bot_loop: LoopThread) -> None:
+    from bot.pipeline import UNAVAILABLE
+
+    settings = get_settings().model_copy(update={"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_TIMEOUT": 0.5})
+
+    async def handle() -> str | None:
+        client = make_redis(settings)
+        outcome = await Pipeline(settings, client).handle(_request(1))
+        await client.aclose()
+        return outcome.reply.text if outcome.reply else None
+
+    assert bot_loop.run(handle()) == UNAVAILABLE

@@ -1,0 +1,85 @@
+"""`make run` and `python -m bot` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from bot.devstack import free_port
+from tests.conftest import ROOT, Worker
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too; it only waits for its parent.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_make_run_with_piped_input_answers_and_exits(upstreams) -> None:
+    """No Redis at REDIS_URL: the embedded redis-server, a worker and the bot all start,
+    both lines are answered, and nothing is left running afterwards."""
+    dead_port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_QUEUE", "MAKEFLAGS")}
+    env["REDIS_URL"] = f"redis://127.0.0.1:{dead_port}/0"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT, env=env, input="/ping\n/fx 1 EUR USD\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "pong" in lines
+    assert "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)" in lines
+    started = re.search(r"started redis-server on port (\d+)", result.stderr)
+    assert started, result.stderr
+    worker_pid = re.search(r"worker pid (\d+)", result.stderr)
+    assert worker_pid, result.stderr
+    assert not _listening(int(started[1])), "embedded redis-server left running"
+    assert not _alive(int(worker_pid[1])), "worker left running"
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    url = "amqp://guest:guest@localhost:5672//"
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        pytest.skip("no RabbitMQ reachable at localhost:5672")
+    return url
+
+
+def test_the_same_flow_works_with_rabbitmq_as_broker(rabbitmq_url: str, upstreams) -> None:
+    queue = f"test-amqp-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "CELERY_BROKER_URL": rabbitmq_url, "CELERY_QUEUE": queue}
+    worker = Worker(env, concurrency=1, name="amqp").start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot"],
+            cwd=ROOT, env=env, input="/fx 2 USD GBP\n/wiki Alan Turing\n", capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        worker.stop()
+    assert result.returncode == 0, result.stderr
+    assert "2.00 USD = 1.57 GBP (ECB rate of 2026-11-27)" in result.stdout
+    assert "Alan Turing" in result.stdout
+    assert upstreams.count("fx") == 1
+    assert "amqp://guest:**@localhost:5672//" in worker.logs()
