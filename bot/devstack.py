@@ -42,7 +42,10 @@ def find_redis_server() -> str:
 
 
 def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if this process dies, even by SIGKILL (no orphans)."""
+    """Runs in each child before exec: default signal handling (an ignored SIGINT would be
+    inherited across exec), and on Linux SIGTERM if this process dies, even by SIGKILL."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 

@@ -83,3 +83,52 @@ def test_the_same_flow_works_with_rabbitmq_as_broker(rabbitmq_url: str, upstream
     assert "Alan Turing" in result.stdout
     assert upstreams.count("fx") == 1
     assert "amqp://guest:**@localhost:5672//" in worker.logs()
+
+
+def test_ctrl_c_stops_every_process_make_run_started(upstreams) -> None:
+    """Like a terminal: SIGINT goes to the whole foreground process group."""
+    import signal
+    import threading
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_QUEUE", "MAKEFLAGS")}
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    stdout: list[str] = []
+    stderr: list[str] = []
+    pong = threading.Event()
+
+    def read(stream, sink, event=None):
+        for line in stream:
+            sink.append(line)
+            if event is not None and line.strip() == "pong":
+                event.set()
+
+    threads = [
+        threading.Thread(target=read, args=(process.stdout, stdout, pong), daemon=True),
+        threading.Thread(target=read, args=(process.stderr, stderr), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        assert process.stdin is not None
+        process.stdin.write("/ping\n")
+        process.stdin.flush()
+        assert pong.wait(60), "".join(stderr)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    for thread in threads:
+        thread.join(5)
+    text = "".join(stderr)
+    started = re.search(r"started redis-server on port (\d+)", text)
+    worker_pid = re.search(r"worker pid (\d+)", text)
+    assert started and worker_pid, text
+    assert not _listening(int(started[1])), "embedded redis-server left running"
+    assert not _alive(int(worker_pid[1])), "worker left running"
+    assert "Traceback" not in text
