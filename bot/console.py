@@ -34,7 +34,6 @@ PLATFORM = "console"
 DELIVER_ONCE = Path(__file__).with_name("deliver_once.lua").read_text()
 REPLY_LIST_TTL = 3600
 POLL_SECONDS = 1
-HINT = "Commands start with /. Send /help for the list."
 
 
 class ConsoleAdapter:
@@ -74,17 +73,13 @@ class ConsoleAdapter:
         if not text:
             return
         parsed = parse_command(text)
-        if parsed is None:
-            self.write(HINT)
-            return
-        command, args = parsed
         request = Request(
             platform=PLATFORM,
             chat=self.session,
             user=self.user,
             request_id=f"{PLATFORM}:{self.session}-{next(self._ids)}",
-            command=command,
-            args=args,
+            command=parsed.command,
+            args=parsed.args,
             received_at=time.time(),
         )
         outcome = await self.pipeline.handle(request)

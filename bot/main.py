@@ -11,6 +11,9 @@ import redis.asyncio as aioredis
 
 from config import ConfigError, Settings, get_settings
 
+log = logging.getLogger("bot")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 def make_redis(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_url(
@@ -18,7 +21,37 @@ def make_redis(settings: Settings) -> aioredis.Redis:
         socket_timeout=settings.REDIS_TIMEOUT,
         socket_connect_timeout=settings.REDIS_TIMEOUT,
         health_check_interval=30,
+        max_connections=256,
     )
+
+
+async def serve_platforms(settings: Settings, client: aioredis.Redis) -> int:
+    """Run the platform adapters and the HTTP server until SIGTERM or Ctrl-C."""
+    from bot import http
+    from bot.pipeline import Pipeline
+    from bot.telegram import TelegramAdapter
+
+    pipeline = Pipeline(settings, client)
+    adapters = [TelegramAdapter(settings, pipeline)]
+    routes = [route for adapter in adapters for route in adapter.routes()]
+    runner = await http.start(settings.HTTP_HOST, settings.HTTP_PORT, routes)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for adapter in adapters:
+            await adapter.connect()
+        log.info("bot: ready, HTTP on %s:%s", settings.HTTP_HOST, settings.HTTP_PORT)
+        await stop.wait()
+    finally:
+        for adapter in adapters:
+            try:
+                await adapter.disconnect()
+            except Exception as exc:  # shutting down: report, keep going
+                log.warning("bot: %s did not disconnect cleanly: %r", type(adapter).__name__, exc)
+        await runner.cleanup()
+    return 0
 
 
 async def serve(settings: Settings) -> int:
@@ -26,6 +59,8 @@ async def serve(settings: Settings) -> int:
 
     client = make_redis(settings)
     try:
+        if settings.TELEGRAM_TOKEN.get_secret_value():
+            return await serve_platforms(settings, client)
         return await console.run(settings, client)
     finally:
         await client.aclose()
@@ -36,11 +71,13 @@ def main() -> int:
         settings = get_settings()
     except ConfigError as exc:
         return int(exc.code or 2)
+    console_mode = not settings.TELEGRAM_TOKEN.get_secret_value()
     # On the console, log lines would interleave with the chat: only warnings and worse.
-    level = settings.LOG_LEVEL if settings.LOG_LEVEL == "DEBUG" else "WARNING"
+    level = "WARNING" if console_mode and settings.LOG_LEVEL != "DEBUG" else settings.LOG_LEVEL
     logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every URL, token included
     # SIGTERM (a process manager stopping us) ends the bot like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

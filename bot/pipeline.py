@@ -26,6 +26,7 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
+HINT = "Commands start with /. Send /help for the list."
 
 Enqueue = Callable[[Request, Params], Awaitable[None]]
 
@@ -44,16 +45,21 @@ def retry_text(seconds: float) -> str:
     return f"You are sending too fast. Please try again in {max(1, math.ceil(seconds))} s."
 
 
-def parse_command(text: str) -> tuple[str, str] | None:
-    """`/fx 1 EUR USD` → ("fx", "1 EUR USD"); `/fx@MyBot …` too. None for non-commands."""
+@dataclass(frozen=True)
+class ParsedCommand:
+    command: str  # lower case, without "/" and "@target"; "" for text that is not a command
+    args: str
+    target: str = ""  # "MyBot" in "/fx@MyBot 1 EUR USD" (groups address one bot this way)
+
+
+def parse_command(text: str) -> ParsedCommand:
+    """`/fx 1 EUR USD` → ("fx", "1 EUR USD"); `/fx@MyBot …` names its target bot."""
     text = text.strip()
-    if not text.startswith("/") or len(text) < 2:
-        return None
-    parts = text[1:].split(maxsplit=1)
+    parts = text[1:].split(maxsplit=1) if text.startswith("/") else []
     if not parts:
-        return None
-    head = parts[0].split("@", 1)[0].lower()
-    return head, parts[1].strip() if len(parts) > 1 else ""
+        return ParsedCommand("", text)
+    head, _, target = parts[0].partition("@")
+    return ParsedCommand(head.lower(), parts[1].strip() if len(parts) > 1 else "", target)
 
 
 class Pipeline:
@@ -66,7 +72,9 @@ class Pipeline:
         command = registry.get(request.command)
         problem: Reply | None = None
         params: Params = {}
-        if command is None:
+        if not request.command:
+            problem = Reply(HINT, "usage")
+        elif command is None:
             name = request.command[:32]
             problem = Reply(f"Unknown command /{name}. Send /help for the list.", "usage")
         else:
@@ -123,3 +131,15 @@ async def celery_enqueue(request: Request, params: Params) -> None:
     signature = chain(lookup.s(request.to_dict(), params), deliver.s())
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(_publisher, signature.apply_async)
+
+
+async def celery_enqueue_delivery(request: Request, reply: Reply) -> None:
+    """Hand a reply the adapter could not send (platform back-pressure) to a worker."""
+    from tasks.lookup import deliver
+
+    signature = deliver.s({"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}})
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(_publisher, signature.apply_async)
+    except Exception as exc:
+        log.error("%s: reply lost, broker unavailable: %r", request.request_id, exc)

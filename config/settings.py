@@ -10,8 +10,9 @@ import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     LOOKUP_MAX_RETRIES: int = Field(3, ge=0, le=20, description="retries after the first try")
     LOOKUP_RETRY_BACKOFF: float = Field(1.0, gt=0, description="first backoff in seconds; doubles")
     LOOKUP_RETRY_BACKOFF_MAX: float = Field(60.0, gt=0, description="cap on one backoff")
+    DELIVER_MAX_RETRIES: int = Field(8, ge=0, le=50, description="retries of sending a reply")
     UPSTREAM_CONNECT_TIMEOUT: float = Field(3.05, gt=0, description="seconds to connect upstream")
     UPSTREAM_READ_TIMEOUT: float = Field(10.0, gt=0, description="seconds to wait for a response")
     NEGATIVE_CACHE_TTL: int = Field(60, ge=0, description="seconds a 'not found' is cached")
@@ -83,12 +85,27 @@ class Settings(BaseSettings):
     WIKI_API_URL: str = "https://en.wikipedia.org/api/rest_v1"
     WIKI_CACHE_TTL: int = Field(86_400, ge=0)
 
+    # --- the bot's HTTP server (webhook, health) --------------------------------------
+    HTTP_HOST: str = Field("0.0.0.0", description="address the bot's HTTP server binds")
+    HTTP_PORT: int = Field(8080, ge=0, le=65535, description="port of the bot's HTTP server")
+
+    # --- Telegram ----------------------------------------------------------------------
+    TELEGRAM_TOKEN: SecretStr = Field(SecretStr(""), description="BotFather token; empty: off")
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
+    TELEGRAM_MODE: Literal["polling", "webhook"] = "polling"
+    TELEGRAM_WEBHOOK_URL: str = ""
+    TELEGRAM_WEBHOOK_SECRET: SecretStr = SecretStr("")
+    TELEGRAM_GLOBAL_RATE: str = Field("30/second", description="outbound messages per bot")
+    TELEGRAM_CHAT_RATE: str = Field("1/second", description="outbound messages per chat")
+    TELEGRAM_CHAT_BURST: int = Field(3, ge=1, description="short bursts tolerated per chat")
+    TELEGRAM_GROUP_RATE: str = Field("20/minute", description="outbound messages per group")
+
     # --- console adapter ------------------------------------------------------------
     CONSOLE_DRAIN_TIMEOUT: float = Field(30.0, ge=0, description="wait at end of input")
 
     LOG_LEVEL: str = "INFO"
 
-    @field_validator("RATE_LIMIT")
+    @field_validator("RATE_LIMIT", "TELEGRAM_GLOBAL_RATE", "TELEGRAM_CHAT_RATE", "TELEGRAM_GROUP_RATE")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
@@ -116,7 +133,7 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://… or amqp://… URL, or empty for REDIS_URL")
         return value
 
-    @field_validator("FX_API_URL", "WIKI_API_URL")
+    @field_validator("FX_API_URL", "WIKI_API_URL", "TELEGRAM_API_URL")
     @classmethod
     def _check_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -131,6 +148,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LOOKUP_RETRY_BACKOFF_MAX must stay well under BROKER_VISIBILITY_TIMEOUT (at most half of it)"
             )
+        if self.TELEGRAM_TOKEN.get_secret_value() and self.TELEGRAM_MODE == "webhook":
+            if not self.TELEGRAM_WEBHOOK_URL.startswith(
+                "https://"
+            ) and not self.TELEGRAM_WEBHOOK_URL.startswith("http://"):
+                raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL (the public https:// URL)")
+            secret = self.TELEGRAM_WEBHOOK_SECRET.get_secret_value()
+            if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
+                raise ValueError(
+                    "TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET: "
+                    "16-256 characters of A-Z a-z 0-9 _ -"
+                )
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
         return self

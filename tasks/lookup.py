@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from bot import keys, registry
 from bot.request import Reply, Request
-from bot.senders import sender_for
+from bot.senders import RetryLater, Undeliverable, sender_for
 from bot.upstream import NotFound, PermanentError, RetryableError, Upstream
 from config import get_settings
 from tasks.app import app
@@ -156,16 +156,28 @@ def lookup(self: Task, request: dict[str, Any], params: dict[str, Any]) -> dict[
 
 @app.task(bind=True, name="deliver", max_retries=None)
 def deliver(self: Task, result: dict[str, Any]) -> None:
+    """Send the reply; retried on platform back-pressure or outages, never duplicated
+    (senders keep per-request markers), dead-lettered when it finally cannot be sent."""
     settings = get_settings()
     req = Request.from_dict(result["request"])
     reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
+    attempts = self.request.retries + 1
     try:
         sender_for(req.platform)(worker_redis(), req, reply)
-    except (redis.RedisError, OSError) as exc:
-        if self.request.retries < settings.LOOKUP_MAX_RETRIES + 2:
+    except Undeliverable as exc:
+        log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
+    except (RetryLater, redis.RedisError, OSError) as exc:
+        # OSError covers requests' connection errors; str() of those can hold a URL with a
+        # bot token, so only the class name is logged.
+        reason = exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
+        if self.request.retries < settings.DELIVER_MAX_RETRIES:
+            after = exc.after if isinstance(exc, RetryLater) else None
             countdown = backoff(
-                self.request.retries, settings.LOOKUP_RETRY_BACKOFF, settings.LOOKUP_RETRY_BACKOFF_MAX
+                self.request.retries, settings.LOOKUP_RETRY_BACKOFF, settings.LOOKUP_RETRY_BACKOFF_MAX, after
             )
-            raise self.retry(countdown=countdown, exc=exc) from None
-        log.error("%s: delivery failed for good: %r", req.request_id, exc)
-        _dead_letter(result["request"], {}, f"delivery: {exc!r}"[:500], "delivery", self.request.retries + 1)
+            log.warning(
+                "%s: delivery deferred (%s), retry %d in %.2fs", req.request_id, reason, attempts, countdown
+            )
+            raise self.retry(countdown=countdown, exc=None) from None
+        log.error("%s: delivery failed for good after %d tries: %s", req.request_id, attempts, reason)
+        _dead_letter(result["request"], {"reply": reply.text}, f"delivery: {reason}", "delivery", attempts)

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _REDIS: RedisServer | None = None
 _UPSTREAMS: Any = None
+_TELEGRAM: Any = None
 
 # Small numbers so retries and limits play out in well under a second.
 TEST_ENV = {
@@ -45,18 +46,26 @@ TEST_ENV = {
     "CONSOLE_DRAIN_TIMEOUT": "20",
     "CELERY_QUEUE": "test",
     "LOG_LEVEL": "INFO",
+    # Telegram's outbound limits, scaled down so tests see them bite within seconds.
+    "TELEGRAM_GLOBAL_RATE": "10/second",
+    "TELEGRAM_CHAT_RATE": "2/second",
+    "TELEGRAM_CHAT_BURST": "2",
+    "TELEGRAM_GROUP_RATE": "30/minute",
 }
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start Redis and the upstream emulators before any test module imports settings."""
-    global _REDIS, _UPSTREAMS
+    global _REDIS, _UPSTREAMS, _TELEGRAM
     if hasattr(config, "workerinput"):
         return
+    from tests.chat_telegram import TOKEN
+    from tests.emulators.telegram import TelegramEmulator
     from tests.emulators.upstreams import Upstreams
 
     _REDIS = RedisServer().start()
     _UPSTREAMS = Upstreams().start()
+    _TELEGRAM = TelegramEmulator(TOKEN).start()
     os.environ.update(TEST_ENV)
     # App data in db 0, the Celery broker in db 1: tests flush db 0 between them without
     # touching kombu's queue bindings.
@@ -64,9 +73,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CELERY_BROKER_URL"] = f"{_REDIS.url}/1"
     os.environ["FX_API_URL"] = _UPSTREAMS.url("fx")
     os.environ["WIKI_API_URL"] = _UPSTREAMS.url("wiki")
+    # The token is given only to the processes that talk to Telegram (worker, bot process),
+    # so console-mode subprocesses in other tests stay in console mode.
+    os.environ["TELEGRAM_API_URL"] = _TELEGRAM.url
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _TELEGRAM:
+        _TELEGRAM.stop()
     if _UPSTREAMS:
         _UPSTREAMS.stop()
     if _REDIS:
@@ -152,7 +166,9 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def worker(redis_server: RedisServer) -> Iterator[Worker]:
-    w = Worker(dict(os.environ)).start()
+    from tests.chat_telegram import TOKEN
+
+    w = Worker({**os.environ, "TELEGRAM_TOKEN": TOKEN}).start()
     yield w
     w.stop()
 
@@ -248,3 +264,25 @@ def make_chat(bot_loop: LoopThread, worker: Worker) -> Iterator[Callable[..., Ch
 @pytest.fixture
 def chat(make_chat: Callable[..., Chat]) -> Chat:
     return make_chat()
+
+
+@pytest.fixture
+def telegram() -> Any:
+    """The Telegram Bot API emulator, emptied for this test."""
+    _TELEGRAM.reset()
+    return _TELEGRAM
+
+
+@pytest.fixture
+def make_tg_chat(telegram: Any) -> Callable[..., Any]:
+    from tests.chat_telegram import TelegramChat
+
+    ids = iter(range(10_000))
+
+    def make(chat_type: str = "private", user_id: int | None = None) -> TelegramChat:
+        n = next(ids)
+        user = user_id or 500_000 + n + int(uuid.uuid4().int % 100_000) * 10
+        chat_id = user if chat_type == "private" else -(1_000_000_000 + user)
+        return TelegramChat(telegram, chat_id, user, chat_type)
+
+    return make

@@ -33,6 +33,12 @@ ARTICLES = {
         "cryptanalyst, philosopher and theoretical biologist.",
         "content_urls": {"desktop": {"page": "https://en.wikipedia.org/wiki/Alan_Turing"}},
     },
+    "AT&T": {
+        "type": "standard",
+        "title": "AT&T",
+        "extract": "AT&T <Inc.> is an American telecom company; see <b>this</b> & that.",
+        "content_urls": {"desktop": {"page": "https://en.wikipedia.org/wiki/AT%26T"}},
+    },
     "Mercury": {
         "type": "disambiguation",
         "title": "Mercury",

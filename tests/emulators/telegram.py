@@ -1,0 +1,386 @@
+"""A Telegram Bot API emulator speaking the real wire format, for PTB and our sender.
+
+- `POST /bot<token>/<method>`: parameters form-encoded (nested values as JSON strings), or
+  JSON, or multipart; answers `{"ok": true, "result": …}` or `{"ok": false, "error_code",
+  "description", "parameters": {"retry_after"}}` with the matching HTTP status.
+- getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (long poll honouring `offset`
+  and `timeout`; 409 while a webhook is set), sendMessage, editMessageText, sendChatAction,
+  setMyCommands, getMyCommands.
+- With a webhook set, updates are POSTed to it with `X-Telegram-Bot-Api-Secret-Token`; a
+  non-2xx answer makes the emulator deliver the same update again, as Telegram does.
+- Faults: `fail(method, status, retry_after=…, times=N)`; every sent message is recorded
+  with its time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.emulators.loopback import LoopbackServer
+
+BOT_ID = 7000001
+BOT_USERNAME = "LookupTestBot"
+
+
+@dataclass
+class Sent:
+    t: float  # time.monotonic() when the emulator received it
+    method: str
+    chat_id: int
+    text: str
+    params: dict[str, Any]
+    message_id: int
+
+
+@dataclass
+class Fault:
+    status: int
+    retry_after: int | None = None
+    description: str = ""
+
+
+@dataclass
+class BotState:
+    updates: deque[dict[str, Any]] = field(default_factory=deque)
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[tuple[float, str]] = field(default_factory=list)
+
+
+class TelegramEmulator:
+    def __init__(self, token: str):
+        self.token = token
+        # Re-entrant: wait_for() calls predicates that read state under the same lock.
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self.state = BotState()
+        self.sent: list[Sent] = []
+        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.chat_types: dict[int, str] = {}
+        self.webhook_statuses: list[int] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._new_update: asyncio.Event | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self.server = LoopbackServer(app)
+
+    # -- test side ---------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> TelegramEmulator:
+        self.server.start()
+        self._new_update = asyncio.run_coroutine_threadsafe(self._make_event(), self.server.loop).result()
+        return self
+
+    async def _make_event(self) -> asyncio.Event:
+        return asyncio.Event()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def reset(self) -> None:
+        """Forget messages, faults and calls; keep what a running bot configured (webhook,
+        commands)."""
+        with self._lock:
+            self.state.updates.clear()
+            self.state.calls.clear()
+            self.sent.clear()
+            self.faults.clear()
+            self.webhook_statuses.clear()
+
+    def fail(self, method: str, status: int, retry_after: int | None = None, times: int = 1) -> None:
+        description = {
+            429: f"Too Many Requests: retry after {retry_after}",
+            403: "Forbidden: bot was blocked",
+        }
+        with self._lock:
+            self.faults[method].extend(
+                [Fault(status, retry_after, description.get(status, f"Error {status}"))] * times
+            )
+
+    def calls(self, method: str) -> int:
+        with self._lock:
+            return sum(1 for _, m in self.state.calls if m == method)
+
+    def messages(self, chat_id: int | None = None, method: str = "sendMessage") -> list[Sent]:
+        with self._lock:
+            return [s for s in self.sent if s.method == method and (chat_id is None or s.chat_id == chat_id)]
+
+    def wait_for(self, predicate: Any, timeout: float) -> Any:
+        """Wait until `predicate()` (called under the lock) is truthy; notified on every call."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return value
+                self._changed.wait(remaining)
+
+    def message_update(
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        chat_type: str = "private",
+        reply_to_bot: bool = False,
+        update_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A real-shaped update; commands carry the bot_command entity PTB looks for."""
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": chat_type}
+            | ({"title": "Test group"} if chat_type != "private" else {"first_name": "Ann"}),
+            "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "language_code": "en"},
+            "text": text,
+        }
+        if text.startswith("/"):
+            length = len(text.split()[0]) if text.split() else 1
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        if reply_to_bot:
+            message["reply_to_message"] = {
+                "message_id": 1,
+                "date": int(time.time()),
+                "chat": message["chat"],
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "Lookup", "username": BOT_USERNAME},
+                "text": "earlier answer",
+            }
+        return {
+            "update_id": update_id if update_id is not None else next(self._update_ids),
+            "message": message,
+        }
+
+    def push(self, update: dict[str, Any]) -> None:
+        """Deliver an update: to the webhook if one is set, else to getUpdates."""
+        message = update.get("message") if isinstance(update, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            self.chat_types[message["chat"].get("id")] = message["chat"].get("type")
+        with self._lock:
+            webhook = self.state.webhook_url
+            if not webhook:
+                self.state.updates.append(update)
+        if webhook:
+            asyncio.run_coroutine_threadsafe(self._deliver_webhook(update), self.server.loop)
+        else:
+            self.server.loop.call_soon_threadsafe(self._notify)
+
+    def _notify(self) -> None:
+        assert self._new_update is not None
+        self._new_update.set()
+
+    async def _deliver_webhook(self, update: dict[str, Any], attempts: int = 5) -> None:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": self.state.webhook_secret}
+        async with aiohttp.ClientSession() as session:
+            for attempt in range(attempts):
+                try:
+                    async with session.post(
+                        self.state.webhook_url,
+                        json=update,
+                        headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=10),
+                    ) as response:
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+                with self._changed:
+                    self.webhook_statuses.append(status)
+                    self._changed.notify_all()
+                if 200 <= status < 300:
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))  # Telegram redelivers after a failure
+
+    # -- server side -------------------------------------------------------------------------
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            body = await request.json()
+            params.update(body if isinstance(body, dict) else {})
+        elif request.can_read_body:
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        return params
+
+    @staticmethod
+    def _ok(result: Any) -> web.Response:
+        return web.json_response({"ok": True, "result": result})
+
+    @staticmethod
+    def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if retry_after is not None:
+            body["parameters"] = {"retry_after": retry_after}
+        return web.json_response(body, status=status)
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        method = request.match_info["method"]
+        params = await self._params(request)
+        with self._changed:
+            self.state.calls.append((time.monotonic(), method))
+            fault = self.faults[method].popleft() if self.faults[method] else None
+            self._changed.notify_all()
+        if fault is not None:
+            return self._error(fault.status, fault.description, fault.retry_after)
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return self._error(404, "Not Found: method not found")
+        return await handler(params)
+
+    async def _m_getMe(self, params: dict[str, Any]) -> web.Response:
+        return self._ok(
+            {
+                "id": BOT_ID,
+                "is_bot": True,
+                "first_name": "Lookup",
+                "username": BOT_USERNAME,
+                "can_join_groups": True,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+            }
+        )
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> web.Response:
+        with self._lock:
+            self.state.webhook_url = ""
+            if params.get("drop_pending_updates") == "true":
+                self.state.updates.clear()
+        return self._ok(True)
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> web.Response:
+        with self._changed:
+            self.state.webhook_url = params.get("url", "")
+            self.state.webhook_secret = params.get("secret_token", "")
+            pending = list(self.state.updates)
+            self.state.updates.clear()
+            self._changed.notify_all()
+        for update in pending:
+            self._tasks.add(asyncio.ensure_future(self._deliver_webhook(update)))
+        return self._ok(True)
+
+    async def _m_getWebhookInfo(self, params: dict[str, Any]) -> web.Response:
+        return self._ok(
+            {"url": self.state.webhook_url, "has_custom_certificate": False, "pending_update_count": 0}
+        )
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> web.Response:
+        if self.state.webhook_url:
+            return self._error(409, "Conflict: can't use getUpdates method while webhook is active")
+        offset = int(params.get("offset") or 0)
+        timeout = float(params.get("timeout") or 0)
+        limit = int(params.get("limit") or 100)
+        deadline = time.monotonic() + timeout
+        assert self._new_update is not None
+        while True:
+            with self._lock:
+                # Updates below the offset are confirmed: Telegram forgets them.
+                while self.state.updates and self._id(self.state.updates[0]) < offset:
+                    self.state.updates.popleft()
+                ready = [u for u in self.state.updates if self._id(u) >= offset][:limit]
+            if ready:
+                return self._ok(ready)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self._ok([])
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), remaining)
+            except TimeoutError:
+                return self._ok([])
+
+    @staticmethod
+    def _id(update: Any) -> int:
+        value = update.get("update_id") if isinstance(update, dict) else None
+        return value if isinstance(value, int) else -1
+
+    def _message(self, chat_id: int, text: str) -> dict[str, Any]:
+        return {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": self.chat_types.get(chat_id, "private")},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Lookup", "username": BOT_USERNAME},
+            "text": text,
+        }
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
+        try:
+            chat_id = int(params["chat_id"])
+            text = str(params["text"])
+        except (KeyError, ValueError):
+            return self._error(400, "Bad Request: chat_id and text are required")
+        if not text.strip():
+            return self._error(400, "Bad Request: message text is empty")
+        visible = text
+        if params.get("parse_mode") == "HTML":
+            import html as html_lib
+            import re
+
+            if re.search(r"<(?!/?(b|i|u|s|code|pre|a)\b)[^>]*>", text):
+                return self._error(400, "Bad Request: can't parse entities: unsupported start tag")
+            visible = html_lib.unescape(re.sub(r"<[^>]+>", "", text))
+        if len(visible) > 4096:
+            return self._error(400, "Bad Request: message is too long")
+        message = self._message(chat_id, visible)
+        with self._changed:
+            self.sent.append(
+                Sent(time.monotonic(), "sendMessage", chat_id, visible, params, message["message_id"])
+            )
+            self._changed.notify_all()
+        return self._ok(message)
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params.get("chat_id", 0))
+        message = self._message(chat_id, str(params.get("text", "")))
+        message["message_id"] = int(params.get("message_id", 0))
+        with self._changed:
+            self.sent.append(
+                Sent(
+                    time.monotonic(),
+                    "editMessageText",
+                    chat_id,
+                    message["text"],
+                    params,
+                    message["message_id"],
+                )
+            )
+            self._changed.notify_all()
+        return self._ok(message)
+
+    async def _m_sendChatAction(self, params: dict[str, Any]) -> web.Response:
+        with self._changed:
+            chat_id = int(params.get("chat_id", 0))
+            self.sent.append(
+                Sent(time.monotonic(), "sendChatAction", chat_id, params.get("action", ""), params, 0)
+            )
+            self._changed.notify_all()
+        return self._ok(True)
+
+    async def _m_setMyCommands(self, params: dict[str, Any]) -> web.Response:
+        commands = params.get("commands", "[]")
+        with self._lock:
+            self.state.commands = json.loads(commands) if isinstance(commands, str) else commands
+        return self._ok(True)
+
+    async def _m_getMyCommands(self, params: dict[str, Any]) -> web.Response:
+        return self._ok(self.state.commands)
+
+    async def _m_close(self, params: dict[str, Any]) -> web.Response:
+        return self._ok(True)

@@ -1,0 +1,187 @@
+"""Telegram end to end: the real python-telegram-bot in a bot process, long polling the
+Bot API emulator; real workers send the replies over the wire."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot import registry
+from bot.telegram import render, split_text
+from tests.chat_telegram import BotProcess
+from tests.conftest import wait_until
+
+FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
+
+
+@pytest.fixture(scope="module")
+def polling_bot(worker: Any) -> Iterator[BotProcess]:
+    from tests.conftest import _TELEGRAM
+
+    _TELEGRAM.reset()
+    bot = BotProcess(_TELEGRAM, mode="polling").start()
+    yield bot
+    assert bot.stop() == 0, bot.logs()[-3000:]
+    assert "Traceback" not in bot.logs(), bot.logs()[-3000:]
+
+
+@pytest.fixture
+def tg_chat(polling_bot: BotProcess, make_tg_chat: Any) -> Any:
+    return make_tg_chat()
+
+
+def test_commands_are_published_from_the_registry(polling_bot: BotProcess, telegram: Any) -> None:
+    published = {c["command"]: c["description"] for c in telegram.state.commands}
+    assert published == {c.name: c.help for c in registry.commands()}
+
+
+def test_fx_gets_exactly_one_correct_reply(tg_chat: Any, telegram: Any, upstreams: Any) -> None:
+    update = tg_chat.send("/fx 1 EUR USD")
+    assert tg_chat.reply() == FX_1_EUR_USD
+    tg_chat.assert_no_reply()
+    actions = telegram.messages(tg_chat.chat_id, method="sendChatAction")
+    assert [a.text for a in actions] == ["typing"], "a miss shows 'typing…' at once"
+    sent = telegram.messages(tg_chat.chat_id)[0]
+    assert sent.params["parse_mode"] == "HTML"
+    assert json.loads(sent.params["reply_parameters"])["message_id"] == update["message"]["message_id"]
+    assert upstreams.count("fx") == 1
+
+
+def test_cache_hit_is_answered_by_the_adapter(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, upstreams: Any
+) -> None:
+    first, second = make_tg_chat(), make_tg_chat()
+    first.send("/fx 7 GBP CHF")
+    answer = first.reply()
+    second.send("/fx 7 gbp chf")
+    assert second.reply() == answer
+    assert upstreams.count("fx") == 1
+    assert telegram.messages(second.chat_id, method="sendChatAction") == [], "a hit needs no 'typing…'"
+
+
+def test_flooding_user_is_told_when_to_retry(tg_chat: Any) -> None:
+    for _ in range(6):
+        tg_chat.send("/ping")
+    replies = sorted(tg_chat.reply() for _ in range(6))
+    assert replies.count("pong") == 5
+    assert "You are sending too fast. Please try again in 2 s." in replies
+
+
+def test_private_text_gets_a_hint(tg_chat: Any) -> None:
+    tg_chat.send("hello there")
+    assert "/help" in tg_chat.reply()
+
+
+def test_in_groups_the_bot_answers_only_when_addressed(make_tg_chat: Any, polling_bot: BotProcess) -> None:
+    group = make_tg_chat(chat_type="group")
+    group.send("/ping@OtherBot")
+    group.send("just chatting")
+    group.send("/ping@LookupTestBot")
+    assert group.reply() == "pong"
+    group.send("hey @LookupTestBot what can you do?")
+    assert "/help" in group.reply()
+    group.send("thanks!", reply_to_bot=True)
+    assert "/help" in group.reply()
+    group.assert_no_reply()
+
+
+def test_a_duplicate_update_gets_one_reply(tg_chat: Any, telegram: Any) -> None:
+    update = telegram.message_update(tg_chat.chat_id, tg_chat.user_id, "/ping")
+    telegram.push(update)
+    telegram.push(update)
+    assert tg_chat.reply() == "pong"
+    tg_chat.assert_no_reply(within=1.0)
+
+
+def test_markup_in_upstream_text_is_escaped(tg_chat: Any) -> None:
+    tg_chat.send("/wiki AT&T")
+    assert "AT&T <Inc.> is an American telecom company; see <b>this</b> & that." in tg_chat.reply()
+
+
+def test_a_long_answer_is_split_into_messages(tg_chat: Any, redis_client: Any) -> None:
+    command = registry.get("fx")
+    assert command is not None
+    paragraph = "word " * 900  # 4,500 characters
+    long_text = f"{paragraph.strip()}\n\n{paragraph.strip()}"
+    key = command.cache_key({"amount": "9", "from": "EUR", "to": "USD"})
+    redis_client.set(key, json.dumps({"text": long_text, "kind": "answer"}))
+    tg_chat.send("/fx 9 EUR USD")
+    parts = [tg_chat.reply() for _ in range(3)]
+    assert all(len(p) <= 4096 for p in parts)
+    assert " ".join(" ".join(parts).split()) == " ".join(long_text.split())
+
+
+def test_429s_delay_but_never_lose_or_duplicate_and_limits_hold(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any
+) -> None:
+    chats = [make_tg_chat() for _ in range(4)]
+    telegram.fail("sendMessage", 429, retry_after=1, times=3)
+    expected: dict[int, set[str]] = {}
+    for c, chat in enumerate(chats):
+        expected[chat.chat_id] = set()
+        for n in range(3):
+            amount = 100 + 10 * c + n  # distinct lookups: every reply comes from a worker
+            chat.send(f"/fx {amount} EUR GBP")
+            expected[chat.chat_id].add(f"{amount:,.2f} EUR")
+    for chat in chats:
+        got = {chat.reply(timeout=30).split(" =")[0] for _ in range(3)}
+        assert got == expected[chat.chat_id]
+        chat.assert_no_reply(within=0.2)
+    sends = telegram.messages()
+    assert len(sends) == 12
+    # GCRA with burst B and interval T: any n consecutive sends span at least (n - B) * T.
+    slack = 0.05
+    for chat in chats:
+        times = [s.t for s in sends if s.chat_id == chat.chat_id]
+        assert times[-1] - times[0] >= (3 - 2) * 0.5 - slack, f"per-chat limit broken: {times}"
+    times = sorted(s.t for s in sends)
+    for i in range(len(times)):
+        for j in range(i + 1, len(times)):
+            assert times[j] - times[i] >= (j - i + 1 - 1) * 0.1 - slack, "global limit broken"
+
+
+def test_a_blocked_user_403_is_not_retried(tg_chat: Any, telegram: Any, worker: Any) -> None:
+    telegram.fail("sendMessage", 403)
+    tg_chat.send("/fx 11 USD EUR")
+    wait_until(lambda: "not deliverable on telegram: telegram 403" in worker.logs(), timeout=15)
+    tg_chat.assert_no_reply(within=1.0)
+    assert telegram.calls("sendMessage") == 1
+
+
+def test_telegram_5xx_is_retried_until_the_reply_arrives(tg_chat: Any, telegram: Any) -> None:
+    telegram.fail("sendMessage", 502, times=2)
+    tg_chat.send("/fx 12 USD EUR")
+    assert tg_chat.reply(timeout=20).startswith("12.00 USD = ")
+    assert telegram.calls("sendMessage") == 3
+    tg_chat.assert_no_reply()
+
+
+def test_bot_restart_during_a_lookup_loses_nothing(
+    polling_bot: BotProcess, make_tg_chat: Any, telegram: Any, upstreams: Any
+) -> None:
+    chat = make_tg_chat()
+    upstreams.latency["fx"] = 0.8  # under UPSTREAM_READ_TIMEOUT=1: slow, not failing
+    chat.send("/fx 13 USD EUR")
+    wait_until(lambda: upstreams.count("fx") == 1)
+    polling_bot.kill()
+    polling_bot.start()
+    assert chat.reply(timeout=20).startswith("13.00 USD = ")
+    chat.assert_no_reply(within=1.0)
+    assert upstreams.count("fx") == 1
+
+
+def test_split_text_breaks_at_boundaries_and_keeps_everything() -> None:
+    text = ("a" * 3000 + "\n") * 3
+    parts = split_text(text)
+    assert [len(p) for p in parts] == [3000, 3000, 3000]
+    assert split_text("x" * 9000) == ["x" * 4096, "x" * 4096, "x" * 808]
+    assert split_text("") == [""]
+
+
+def test_render_escapes_for_html_after_splitting() -> None:
+    assert render("a < b & c > d") == ["a &lt; b &amp; c &gt; d"]
+    parts = render("&" * 5000)
+    assert len(parts) == 2 and parts[0] == "&amp;" * 4096
