@@ -51,6 +51,20 @@ class AiohttpRequest(BaseRequest):
             await self._session.close()
         self._session = None
 
+    async def post_form(self, url: str, params: dict[str, str]) -> int:
+        """POST form fields and return the status: the cheap path for fire-and-forget calls."""
+        if self._session is None or self._session.closed:
+            raise RuntimeError("AiohttpRequest is not initialized")
+        timeout = aiohttp.ClientTimeout(total=self._connect_timeout + self._read_timeout)
+        try:
+            async with self._session.post(url, data=params, timeout=timeout) as response:
+                await response.read()
+                return response.status
+        except TimeoutError as exc:
+            raise TimedOut from exc
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"aiohttp.{type(exc).__name__}") from exc
+
     async def do_request(
         self,
         url: str,
