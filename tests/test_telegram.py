@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot import registry
+from bot import outbound, registry
+from bot.senders import RetryLater
 from bot.telegram import render, split_text
-from tests.chat_telegram import BotProcess
+from tests.chat_telegram import TOKEN, BotProcess
 from tests.conftest import wait_until
 
 FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
@@ -26,6 +27,8 @@ def polling_bot(worker: Any) -> Iterator[BotProcess]:
     yield bot
     assert bot.stop() == 0, bot.logs()[-3000:]
     assert "Traceback" not in bot.logs(), bot.logs()[-3000:]
+    assert TOKEN not in bot.logs(), "the bot token leaked into the bot's log"
+    assert TOKEN.split(":")[1] not in worker.logs(), "the bot token leaked into the worker's log"
 
 
 @pytest.fixture
@@ -185,3 +188,30 @@ def test_render_escapes_for_html_after_splitting() -> None:
     assert render("a < b & c > d") == ["a &lt; b &amp; c &gt; d"]
     parts = render("&" * 5000)
     assert len(parts) == 2 and parts[0] == "&amp;" * 4096
+
+
+def test_an_immediate_reply_refused_with_429_is_sent_by_a_worker(tg_chat: Any, telegram: Any) -> None:
+    telegram.fail("sendMessage", 429, retry_after=1)
+    tg_chat.send("/ping")
+    assert tg_chat.reply(timeout=20) == "pong"
+    tg_chat.assert_no_reply()
+    assert telegram.calls("sendMessage") == 2
+
+
+def test_group_bucket_holds_a_group_to_its_rate(redis_client: Any) -> None:
+    """20/minute per group: after the burst, the next send must wait the interval."""
+    buckets = [outbound.Bucket("out:{telegram}:group:-42", interval_ms=3000, burst=3)]
+    for _ in range(3):
+        outbound.acquire(redis_client, buckets, deadline=0)
+    with pytest.raises(RetryLater) as refused:
+        outbound.acquire(redis_client, buckets, deadline=0)
+    assert refused.value.after is not None and 2.9 <= refused.value.after <= 3.0
+
+
+def test_all_buckets_or_none_are_charged(redis_client: Any) -> None:
+    full = outbound.Bucket("out:{telegram}:chat:1", interval_ms=1000, burst=1)
+    roomy = outbound.Bucket("out:{telegram}:bot", interval_ms=10, burst=100)
+    outbound.acquire(redis_client, [full], deadline=0)
+    with pytest.raises(RetryLater):
+        outbound.acquire(redis_client, [roomy, full], deadline=0)
+    assert redis_client.get("out:{telegram}:bot") is None, "a refused send charged another bucket"
