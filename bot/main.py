@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -25,14 +26,25 @@ def make_redis(settings: Settings) -> aioredis.Redis:
     )
 
 
+def has_platform(settings: Settings) -> bool:
+    return bool(settings.TELEGRAM_TOKEN.get_secret_value() or settings.DISCORD_TOKEN.get_secret_value())
+
+
 async def serve_platforms(settings: Settings, client: aioredis.Redis) -> int:
     """Run the platform adapters and the HTTP server until SIGTERM or Ctrl-C."""
     from bot import http
     from bot.pipeline import Pipeline
-    from bot.telegram import TelegramAdapter
 
     pipeline = Pipeline(settings, client)
-    adapters = [TelegramAdapter(settings, pipeline)]
+    adapters: list[Any] = []
+    if settings.TELEGRAM_TOKEN.get_secret_value():
+        from bot.telegram import TelegramAdapter
+
+        adapters.append(TelegramAdapter(settings, pipeline))
+    if settings.DISCORD_TOKEN.get_secret_value():
+        from bot.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(settings, pipeline))
     routes = [route for adapter in adapters for route in adapter.routes()]
     runner = await http.start(settings.HTTP_HOST, settings.HTTP_PORT, routes)
     stop = asyncio.Event()
@@ -59,7 +71,7 @@ async def serve(settings: Settings) -> int:
 
     client = make_redis(settings)
     try:
-        if settings.TELEGRAM_TOKEN.get_secret_value():
+        if has_platform(settings):
             return await serve_platforms(settings, client)
         return await console.run(settings, client)
     finally:
@@ -71,7 +83,7 @@ def main() -> int:
         settings = get_settings()
     except ConfigError as exc:
         return int(exc.code or 2)
-    console_mode = not settings.TELEGRAM_TOKEN.get_secret_value()
+    console_mode = not has_platform(settings)
     # On the console, log lines would interleave with the chat: only warnings and worse.
     level = "WARNING" if console_mode and settings.LOG_LEVEL != "DEBUG" else settings.LOG_LEVEL
     logging.basicConfig(

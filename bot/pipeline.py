@@ -68,7 +68,14 @@ class Pipeline:
         self.gate = Gate(redis_client, settings)
         self.enqueue = enqueue or celery_enqueue
 
-    async def handle(self, request: Request, is_admin: bool = False) -> Outcome:
+    async def handle(
+        self,
+        request: Request,
+        is_admin: bool = False,
+        before_queue: Callable[[], Awaitable[None]] | None = None,
+    ) -> Outcome:
+        """Decide what to do with one message. `before_queue` runs just before a miss is
+        queued (Discord defers the interaction there, so a worker can edit the answer in)."""
         command = registry.get(request.command)
         problem: Reply | None = None
         params: Params = {}
@@ -111,6 +118,8 @@ class Pipeline:
             return Outcome(Reply(cached["text"], cached.get("kind", "answer")), decision="hit")
 
         try:
+            if before_queue is not None:
+                await before_queue()
             await self.enqueue(request, params)
         except Exception as exc:  # broker down or unreachable: tell the user, never go quiet
             log.error("%s: could not queue the lookup: %r", request.request_id, exc)

@@ -24,6 +24,17 @@ LocalAnswer = Callable[[Params], str]
 MAX_ARGS_LENGTH = 500  # longer input is refused before it reaches a parser, cache key or log
 
 
+@dataclass(frozen=True)
+class Option:
+    """A typed, described argument, for platforms that show a form (Discord slash commands).
+    The values are joined in order into the argument text, so the same parser checks them."""
+
+    name: str
+    description: str
+    kind: str = "string"  # "string" or "number"
+    required: bool = True
+
+
 class UsageError(ValueError):
     """Bad arguments; the message is shown to the user together with the usage line."""
 
@@ -38,6 +49,7 @@ class Command:
     local: LocalAnswer | None = None  # answered in the adapter, no upstream, no cache
     ttl_setting: str = ""  # the name of the Settings field holding the cache TTL
     provider_name: str = ""  # shown to users when the upstream fails ("Wikipedia")
+    options: tuple[Option, ...] = ()
 
     @property
     def is_lookup(self) -> bool:
@@ -73,7 +85,14 @@ def register(command: Command) -> Command:
 
 
 def lookup(
-    name: str, *, help: str, usage: str, parse: Parser, ttl_setting: str, provider_name: str
+    name: str,
+    *,
+    help: str,
+    usage: str,
+    parse: Parser,
+    ttl_setting: str,
+    provider_name: str,
+    options: tuple[Option, ...] = (),
 ) -> Callable[[Provider], Provider]:
     """Declare a lookup: decorate its provider function (which runs in a Celery worker)."""
 
@@ -87,6 +106,7 @@ def lookup(
                 provider=provider,
                 ttl_setting=ttl_setting,
                 provider_name=provider_name,
+                options=options,
             )
         )
         return provider

@@ -35,4 +35,8 @@ def sender_for(platform: str) -> Sender:
         from bot import telegram
 
         return telegram.send
+    if platform == "discord":
+        from bot import discord
+
+        return discord.send
     raise ValueError(f"no sender for platform {platform!r}")

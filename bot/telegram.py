@@ -25,6 +25,7 @@ from telegram.error import NetworkError, RetryAfter
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from bot import keys, outbound, registry
+from bot import text as text_rules
 from bot.pipeline import Pipeline, celery_enqueue_delivery, parse_command
 from bot.request import Reply, Request
 from bot.senders import RetryLater, Undeliverable
@@ -43,21 +44,7 @@ GROUP_TYPES = ("group", "supergroup")
 
 # --- rendering ----------------------------------------------------------------------------
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split at a paragraph, line or word boundary so that every part fits `limit`."""
-    parts: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = max(window.rfind("\n\n"), window.rfind("\n"))
-        if cut < limit // 2:
-            cut = window.rfind(" ")
-        if cut < limit // 2:
-            cut = limit  # one long word: a hard cut is the only way
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest or not parts:
-        parts.append(rest)
-    return parts
+    return text_rules.split_text(text, limit)
 
 
 def render(text: str) -> list[str]:

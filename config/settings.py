@@ -100,12 +100,28 @@ class Settings(BaseSettings):
     TELEGRAM_CHAT_BURST: int = Field(3, ge=1, description="short bursts tolerated per chat")
     TELEGRAM_GROUP_RATE: str = Field("20/minute", description="outbound messages per group")
 
+    # --- Discord -----------------------------------------------------------------------
+    DISCORD_TOKEN: SecretStr = Field(SecretStr(""), description="bot token; empty: off")
+    DISCORD_API_URL: str = "https://discord.com/api/v10"
+    DISCORD_GATEWAY_URL: str = "wss://gateway.discord.gg/"
+    DISCORD_GUILD_IDS: str = Field("", description="comma-separated guilds for instant sync")
+    DISCORD_PREFIX: str = Field("", description="prefix commands such as !fx; empty: off")
+    DISCORD_SHARD_COUNT: int = Field(0, ge=0, description="total shards; 0: one unsharded")
+    DISCORD_SHARD_IDS: str = Field("", description="comma-separated shards this process runs")
+    DISCORD_GLOBAL_RATE: str = Field("50/second", description="REST requests per bot")
+
     # --- console adapter ------------------------------------------------------------
     CONSOLE_DRAIN_TIMEOUT: float = Field(30.0, ge=0, description="wait at end of input")
 
     LOG_LEVEL: str = "INFO"
 
-    @field_validator("RATE_LIMIT", "TELEGRAM_GLOBAL_RATE", "TELEGRAM_CHAT_RATE", "TELEGRAM_GROUP_RATE")
+    @field_validator(
+        "RATE_LIMIT",
+        "TELEGRAM_GLOBAL_RATE",
+        "TELEGRAM_CHAT_RATE",
+        "TELEGRAM_GROUP_RATE",
+        "DISCORD_GLOBAL_RATE",
+    )
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
@@ -133,7 +149,28 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://… or amqp://… URL, or empty for REDIS_URL")
         return value
 
-    @field_validator("FX_API_URL", "WIKI_API_URL", "TELEGRAM_API_URL")
+    @field_validator("DISCORD_GATEWAY_URL")
+    @classmethod
+    def _check_ws(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("expected a ws:// or wss:// URL")
+        return value
+
+    @field_validator("DISCORD_GUILD_IDS", "DISCORD_SHARD_IDS")
+    @classmethod
+    def _check_ids(cls, value: str) -> str:
+        if value and not re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*", value):
+            raise ValueError("expected comma-separated numeric ids such as 123,456")
+        return value
+
+    @field_validator("DISCORD_PREFIX")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if value.startswith("/") or len(value) > 5 or any(ch.isspace() for ch in value):
+            raise ValueError("expected a short prefix such as ! (not /, no spaces, at most 5 characters)")
+        return value
+
+    @field_validator("FX_API_URL", "WIKI_API_URL", "TELEGRAM_API_URL", "DISCORD_API_URL")
     @classmethod
     def _check_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -159,6 +196,11 @@ class Settings(BaseSettings):
                     "TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET: "
                     "16-256 characters of A-Z a-z 0-9 _ -"
                 )
+        shard_ids = self.discord_shard_ids
+        if shard_ids and not self.DISCORD_SHARD_COUNT:
+            raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)")
+        if any(i >= self.DISCORD_SHARD_COUNT for i in shard_ids):
+            raise ValueError("every id in DISCORD_SHARD_IDS must be below DISCORD_SHARD_COUNT")
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
         return self
@@ -166,6 +208,14 @@ class Settings(BaseSettings):
     @property
     def rate(self) -> Rate:
         return parse_rate(self.RATE_LIMIT)
+
+    @property
+    def discord_guild_ids(self) -> list[int]:
+        return [int(x) for x in self.DISCORD_GUILD_IDS.split(",") if x.strip()]
+
+    @property
+    def discord_shard_ids(self) -> list[int]:
+        return [int(x) for x in self.DISCORD_SHARD_IDS.split(",") if x.strip()]
 
     @property
     def broker_url(self) -> str:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _REDIS: RedisServer | None = None
 _UPSTREAMS: Any = None
 _TELEGRAM: Any = None
+_DISCORD: Any = None
 
 # Small numbers so retries and limits play out in well under a second.
 TEST_ENV = {
@@ -56,16 +57,19 @@ TEST_ENV = {
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start Redis and the upstream emulators before any test module imports settings."""
-    global _REDIS, _UPSTREAMS, _TELEGRAM
+    global _REDIS, _UPSTREAMS, _TELEGRAM, _DISCORD
     if hasattr(config, "workerinput"):
         return
+    from tests.chat_discord import TOKEN as DISCORD_TOKEN
     from tests.chat_telegram import TOKEN
+    from tests.emulators.discord import DiscordEmulator
     from tests.emulators.telegram import TelegramEmulator
     from tests.emulators.upstreams import Upstreams
 
     _REDIS = RedisServer().start()
     _UPSTREAMS = Upstreams().start()
     _TELEGRAM = TelegramEmulator(TOKEN).start()
+    _DISCORD = DiscordEmulator(DISCORD_TOKEN).start()
     os.environ.update(TEST_ENV)
     # App data in db 0, the Celery broker in db 1: tests flush db 0 between them without
     # touching kombu's queue bindings.
@@ -76,9 +80,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # The token is given only to the processes that talk to Telegram (worker, bot process),
     # so console-mode subprocesses in other tests stay in console mode.
     os.environ["TELEGRAM_API_URL"] = _TELEGRAM.url
+    os.environ["DISCORD_API_URL"] = _DISCORD.api_url
+    os.environ["DISCORD_GATEWAY_URL"] = _DISCORD.gateway_url
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _DISCORD:
+        _DISCORD.stop()
     if _TELEGRAM:
         _TELEGRAM.stop()
     if _UPSTREAMS:
@@ -166,9 +174,10 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def worker(redis_server: RedisServer) -> Iterator[Worker]:
+    from tests.chat_discord import TOKEN as DISCORD_TOKEN
     from tests.chat_telegram import TOKEN
 
-    w = Worker({**os.environ, "TELEGRAM_TOKEN": TOKEN}).start()
+    w = Worker({**os.environ, "TELEGRAM_TOKEN": TOKEN, "DISCORD_TOKEN": DISCORD_TOKEN}).start()
     yield w
     w.stop()
 
@@ -284,5 +293,24 @@ def make_tg_chat(telegram: Any) -> Callable[..., Any]:
         user = user_id or 500_000 + n + int(uuid.uuid4().int % 100_000) * 10
         chat_id = user if chat_type == "private" else -(1_000_000_000 + user)
         return TelegramChat(telegram, chat_id, user, chat_type)
+
+    return make
+
+
+@pytest.fixture
+def discord_emulator() -> Any:
+    """The Discord REST + gateway emulator, its records emptied for this test."""
+    _DISCORD.reset()
+    return _DISCORD
+
+
+@pytest.fixture
+def make_discord_chat(discord_emulator: Any) -> Callable[..., Any]:
+    from tests.chat_discord import DiscordChat
+
+    def make(guild: int = 0, user_id: int | None = None) -> DiscordChat:
+        return DiscordChat(
+            discord_emulator, discord_emulator.guilds[guild], user_id or 10**17 + uuid.uuid4().int % 10**9
+        )
 
     return make

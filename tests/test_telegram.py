@@ -12,7 +12,8 @@ import pytest
 from bot import outbound, registry
 from bot.senders import RetryLater
 from bot.telegram import render, split_text
-from tests.chat_telegram import TOKEN, BotProcess
+from tests.botprocess import BotProcess
+from tests.chat_telegram import TOKEN, telegram_bot
 from tests.conftest import wait_until
 
 FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
@@ -23,7 +24,7 @@ def polling_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
     _TELEGRAM.reset()
-    bot = BotProcess(_TELEGRAM, mode="polling").start()
+    bot = telegram_bot(_TELEGRAM, mode="polling").start()
     yield bot
     assert bot.stop() == 0, bot.logs()[-3000:]
     assert "Traceback" not in bot.logs(), bot.logs()[-3000:]

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.chat_telegram import TOKEN, WEBHOOK_SECRET, BotProcess
+from tests.botprocess import BotProcess
+from tests.chat_telegram import TOKEN, WEBHOOK_SECRET, telegram_bot
 from tests.conftest import ROOT
 
 
@@ -21,7 +22,7 @@ def webhook_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
     _TELEGRAM.reset()
-    bot = BotProcess(_TELEGRAM, mode="webhook").start()
+    bot = telegram_bot(_TELEGRAM, mode="webhook").start()
     yield bot
     assert bot.stop() == 0, bot.logs()[-3000:]
     assert "Traceback" not in bot.logs(), bot.logs()[-3000:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from bot.registry import Params, UsageError, lookup
+from bot.registry import Option, Params, UsageError, lookup
 from bot.upstream import Upstream
 
 _CODE = re.compile(r"^[A-Za-z]{3}$")
@@ -45,6 +45,11 @@ def _format_amount(value: Decimal) -> str:
     parse=parse,
     ttl_setting="FX_CACHE_TTL",
     provider_name="Frankfurter",
+    options=(
+        Option("amount", "how much, e.g. 100", "number"),
+        Option("from", "currency code to convert from, e.g. USD"),
+        Option("to", "currency code to convert to, e.g. EUR"),
+    ),
 )
 def fx(params: Params, upstream: Upstream) -> str:
     url = f"{upstream.settings.FX_API_URL}/latest"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from urllib.parse import quote
 
-from bot.registry import Params, UsageError, lookup
+from bot.registry import Option, Params, UsageError, lookup
 from bot.upstream import Upstream
 
 MAX_TITLE = 255  # MediaWiki's own limit on a title, in bytes
@@ -42,6 +42,7 @@ def _shorten(text: str, limit: int) -> str:
     parse=parse,
     ttl_setting="WIKI_CACHE_TTL",
     provider_name="Wikipedia",
+    options=(Option("topic", "the article to look up, e.g. Alan Turing"),),
 )
 def wiki(params: Params, upstream: Upstream) -> str:
     title = params["title"]

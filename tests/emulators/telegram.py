@@ -69,6 +69,7 @@ class TelegramEmulator:
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.chat_types: dict[int, str] = {}
         self.webhook_statuses: list[int] = []
+        self._calls_total: dict[str, int] = defaultdict(int)
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
@@ -112,6 +113,11 @@ class TelegramEmulator:
             self.faults[method].extend(
                 [Fault(status, retry_after, description.get(status, f"Error {status}"))] * times
             )
+
+    def calls_total(self, method: str) -> int:
+        """Calls of `method` since the emulator started (reset() does not clear these)."""
+        with self._lock:
+            return self._calls_total[method]
 
     def calls(self, method: str) -> int:
         with self._lock:
@@ -236,6 +242,7 @@ class TelegramEmulator:
         params = await self._params(request)
         with self._changed:
             self.state.calls.append((time.monotonic(), method))
+            self._calls_total[method] += 1
             fault = self.faults[method].popleft() if self.faults[method] else None
             self._changed.notify_all()
         if fault is not None:

@@ -39,6 +39,12 @@ ARTICLES = {
         "extract": "AT&T <Inc.> is an American telecom company; see <b>this</b> & that.",
         "content_urls": {"desktop": {"page": "https://en.wikipedia.org/wiki/AT%26T"}},
     },
+    "Everyone": {
+        "type": "standard",
+        "title": "Everyone",
+        "extract": "Hello @everyone and @here, and <@&123456> the role: nobody may be pinged.",
+        "content_urls": {"desktop": {"page": "https://en.wikipedia.org/wiki/Everyone"}},
+    },
     "Mercury": {
         "type": "disambiguation",
         "title": "Mercury",

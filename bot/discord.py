@@ -1,0 +1,339 @@
+"""Discord: everything about this platform lives here.
+
+- `DiscordAdapter` runs discord.py (one shard, or a chosen set of shards), syncs the registry
+  as slash commands with typed options, and answers interactions. Discord kills an
+  interaction that is not acknowledged within 3 seconds: a hit is answered in the initial
+  response; a miss is deferred ("thinking…") before it is queued, and the worker edits the
+  answer in.
+- `send` is the worker side: the REST API over `requests`, with the 2000-character limit,
+  no mentions ever (`allowed_mentions` empty), 429 `retry_after` and per-route buckets
+  honoured, and a global cap per bot shared through Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from typing import Any
+
+import discord
+import requests
+import yarl
+from discord.gateway import DiscordWebSocket
+
+from bot import keys, outbound, registry
+from bot import text as text_rules
+from bot.pipeline import Pipeline, parse_command
+from bot.request import Reply, Request
+from bot.senders import RetryLater, Undeliverable
+from config import Settings, get_settings, parse_rate
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+MAX_TEXT = 2000  # Discord: message content
+TOKEN_LIFETIME = 15 * 60  # an interaction token accepts followups and edits for 15 minutes
+TOKEN_MARGIN = 30  # past this age, post to the channel rather than race the expiry
+NO_MENTIONS: dict[str, list[str]] = {"parse": []}  # upstream text must never ping @everyone, a role or a user
+OPTION_TYPES = {"string": 3, "number": 10}
+
+
+def split(text: str) -> list[str]:
+    return text_rules.split_text(text, MAX_TEXT)
+
+
+def command_payloads() -> list[dict[str, Any]]:
+    """The registry as Discord application commands (CHAT_INPUT, typed described options)."""
+    return [
+        {
+            "name": command.name,
+            "type": 1,
+            "description": command.help[:100],
+            "options": [
+                {
+                    "type": OPTION_TYPES[option.kind],
+                    "name": option.name,
+                    "description": option.description[:100],
+                    "required": option.required,
+                }
+                for option in command.options
+            ],
+        }
+        for command in registry.commands()
+    ]
+
+
+def _option_text(command_name: str, data: dict[str, Any]) -> str:
+    """Slash options back into argument text, in declared order, for the shared parser."""
+    given = {o.get("name"): o.get("value") for o in data.get("options") or [] if isinstance(o, dict)}
+    command = registry.get(command_name)
+    order = [o.name for o in command.options] if command else list(given)
+    return " ".join(_plain(given[name]) for name in order if given.get(name) is not None)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class DiscordAdapter:
+    """connect (login, sync commands, gateway) → listen (interactions, prefix messages) →
+    disconnect."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline):
+        self.settings = settings
+        self.pipeline = pipeline
+        # discord.py reads both when each route / connection is made: set before start.
+        discord.http.Route.BASE = settings.DISCORD_API_URL.rstrip("/")
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.DISCORD_GATEWAY_URL)
+        prefix = bool(settings.DISCORD_PREFIX)
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = prefix
+        intents.dm_messages = prefix
+        intents.message_content = prefix  # privileged: enable it in the developer portal
+        options: dict[str, Any] = {
+            "intents": intents,
+            "allowed_mentions": discord.AllowedMentions.none(),
+            "chunk_guilds_at_startup": False,
+        }
+        self.client: discord.Client
+        if settings.DISCORD_SHARD_COUNT:
+            if settings.discord_shard_ids:
+                options["shard_ids"] = settings.discord_shard_ids
+            self.client = discord.AutoShardedClient(
+                shard_count=settings.DISCORD_SHARD_COUNT,
+                **options,
+            )
+        else:
+            self.client = discord.Client(**options)
+        self.client.event(self.on_interaction)
+        self.client.event(self.on_message)
+        self._runner: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self.client.login(self.settings.DISCORD_TOKEN.get_secret_value())
+        await self.sync_commands()
+        self._runner = asyncio.create_task(self.client.connect(reconnect=True))
+        self._runner.add_done_callback(self._runner_done)
+        log.info("discord: connected as %s", self.client.user)
+
+    async def sync_commands(self) -> None:
+        """To the guilds in DISCORD_GUILD_IDS (instant, for development), else globally."""
+        application_id = self.client.application_id
+        assert application_id is not None
+        payload = command_payloads()
+        guilds = self.settings.discord_guild_ids
+        for guild in guilds:
+            await self.client.http.bulk_upsert_guild_commands(application_id, guild, payload)
+        if not guilds:
+            await self.client.http.bulk_upsert_global_commands(application_id, payload)
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("discord: gateway connection ended: %r", task.exception())
+
+    async def disconnect(self) -> None:
+        await self.client.close()
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    def routes(self) -> list[Any]:
+        return []
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if interaction.type != discord.InteractionType.application_command:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        name = str(data.get("name", ""))
+        request = Request(
+            platform=PLATFORM,
+            chat=str(interaction.channel_id),
+            user=str(interaction.user.id),
+            request_id=f"{PLATFORM}:{interaction.id}",
+            command=name.lower(),
+            args=_option_text(name, data),
+            meta={
+                "kind": "interaction",
+                "application_id": str(interaction.application_id),
+                "token": interaction.token,
+                "created_at": interaction.created_at.timestamp(),
+                "deferred": False,
+            },
+            received_at=time.time(),
+        )
+
+        async def defer() -> None:
+            await interaction.response.defer(thinking=True)
+            request.meta["deferred"] = True
+
+        outcome = await self.pipeline.handle(request, before_queue=defer)
+        reply = outcome.reply
+        if reply is None:
+            return
+        parts = split(reply.text)
+        try:
+            if interaction.response.is_done():  # deferred, then the queue was unavailable
+                await interaction.edit_original_response(content=parts[0])
+            else:
+                await interaction.response.send_message(parts[0], ephemeral=reply.ephemeral)
+            for part in parts[1:]:
+                await interaction.followup.send(part, ephemeral=reply.ephemeral)
+        except discord.HTTPException as exc:
+            log.warning("%s: could not answer the interaction: %s", request.request_id, exc.status)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Prefix commands (`!fx 1 EUR USD`), when DISCORD_PREFIX is set."""
+        prefix = self.settings.DISCORD_PREFIX
+        if not prefix or message.author.bot or not message.content.startswith(prefix):
+            return
+        parsed = parse_command("/" + message.content[len(prefix) :])
+        if not parsed.command:
+            return
+        request = Request(
+            platform=PLATFORM,
+            chat=str(message.channel.id),
+            user=str(message.author.id),
+            request_id=f"{PLATFORM}:m{message.id}",
+            command=parsed.command,
+            args=parsed.args,
+            meta={"kind": "message", "message_id": str(message.id)},
+            received_at=time.time(),
+        )
+        outcome = await self.pipeline.handle(request)
+        try:
+            if outcome.reply is not None:
+                first, *rest = split(outcome.reply.text)
+                await message.channel.send(first, reference=message, mention_author=False)
+                for part in rest:
+                    await message.channel.send(part)
+            elif outcome.queued:
+                await message.channel.typing()
+        except discord.HTTPException as exc:
+            log.warning("%s: could not answer the message: %s", request.request_id, exc.status)
+
+
+# --- sending from workers ---------------------------------------------------------------------
+_session: requests.Session | None = None
+
+
+def _http() -> requests.Session:
+    global _session
+    if _session is None:
+        _session = requests.Session()
+    return _session
+
+
+def send(redis_client: Any, request: Request, reply: Reply) -> None:
+    """Edit the deferred interaction response, or post to the channel; each part once."""
+    settings = get_settings()
+    marker = keys.delivered(request.request_id)
+    meta = request.meta
+    age = time.time() - float(meta.get("created_at") or 0)
+    use_webhook = (
+        meta.get("kind") == "interaction" and meta.get("deferred") and age < TOKEN_LIFETIME - TOKEN_MARGIN
+    )
+    for index, part in enumerate(split(reply.text)):
+        if redis_client.hexists(marker, index):
+            continue  # sent by an earlier try of this task
+        body: dict[str, Any] = {"content": part, "allowed_mentions": NO_MENTIONS}
+        sent = False
+        if use_webhook:
+            webhook = f"{settings.DISCORD_API_URL}/webhooks/{meta['application_id']}/{meta['token']}"
+            if index == 0:
+                sent = _request(
+                    redis_client, settings, "PATCH", f"{webhook}/messages/@original", body, request
+                )
+            else:
+                sent = _request(redis_client, settings, "POST", webhook, body, request)
+        if not sent:
+            # No live interaction token (a prefix command, or older than 15 minutes): post
+            # the answer to the channel as a normal message.
+            if meta.get("message_id"):
+                body["message_reference"] = {"message_id": meta["message_id"], "fail_if_not_exists": False}
+            url = f"{settings.DISCORD_API_URL}/channels/{request.chat}/messages"
+            _request(redis_client, settings, "POST", url, body, request, auth=True)
+        pipe = redis_client.pipeline()
+        pipe.hset(marker, index, 1)
+        pipe.expire(marker, settings.DEDUPE_TTL)
+        pipe.execute()
+
+
+def _route_key(url: str) -> str:
+    """Discord buckets per route and major parameter; the webhook token is hashed so it
+    never becomes a Redis key."""
+    path = url.split("/api/", 1)[-1] if "/api/" in url else url
+    return hashlib.sha1(path.split("?")[0].encode()).hexdigest()[:16]
+
+
+def _request(
+    redis_client: Any,
+    settings: Settings,
+    method: str,
+    url: str,
+    body: dict[str, Any],
+    request: Request,
+    auth: bool = False,
+) -> bool:
+    """True when sent; False when the interaction token is no longer valid (post to the
+    channel instead). Raises RetryLater or Undeliverable otherwise."""
+    headers = {"Content-Type": "application/json", "User-Agent": "DiscordBot (chatbot, 0.1)"}
+    if auth:  # interaction webhooks carry their token in the URL, no Authorization
+        headers["Authorization"] = f"Bot {settings.DISCORD_TOKEN.get_secret_value()}"
+    rate = parse_rate(settings.DISCORD_GLOBAL_RATE)
+    route = f"out:{{discord}}:route:{_route_key(url)}"
+    timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
+    for _ in range(3):  # short waits inline, longer ones as a task retry
+        _wait_for_route(redis_client, route)
+        outbound.acquire(redis_client, [outbound.Bucket("out:{discord}:global", rate.interval_ms, 5)])
+        try:
+            response = _http().request(method, url, json=body, headers=headers, timeout=timeout)
+        except requests.RequestException as exc:
+            raise RetryLater(f"discord unreachable: {type(exc).__name__}") from None
+        _remember_bucket(redis_client, route, response)
+        status = response.status_code
+        if 200 <= status < 300:
+            return True
+        if status == 429:
+            retry_after = _retry_after(response)
+            if retry_after > outbound.MAX_INLINE_WAIT:
+                raise RetryLater("discord 429", after=retry_after)
+            log.warning("%s: discord 429, waiting %.2fs", request.request_id, retry_after)
+            time.sleep(retry_after)  # Discord said exactly how long to wait
+            continue
+        if not auth and status in (401, 404):
+            return False  # unknown or expired interaction token
+        if status >= 500:
+            raise RetryLater(f"discord {status}")
+        raise Undeliverable(f"discord {status}")
+    raise RetryLater("discord 429 again and again")
+
+
+def _retry_after(response: requests.Response) -> float:
+    try:
+        return float(response.json().get("retry_after", 1))
+    except (ValueError, AttributeError):
+        return float(response.headers.get("Retry-After", 1))
+
+
+def _remember_bucket(redis_client: Any, route: str, response: requests.Response) -> None:
+    """An exhausted per-route bucket (X-RateLimit-Remaining: 0) blocks that route, in every
+    process, until X-RateLimit-Reset-After has passed."""
+    if response.headers.get("X-RateLimit-Remaining") == "0":
+        try:
+            reset_after = float(response.headers.get("X-RateLimit-Reset-After", "1"))
+        except ValueError:
+            reset_after = 1.0
+        redis_client.set(route, 1, px=max(1, int(reset_after * 1000)))
+
+
+def _wait_for_route(redis_client: Any, route: str) -> None:
+    wait_ms = int(redis_client.pttl(route))
+    if wait_ms <= 0:
+        return
+    if wait_ms / 1000 > outbound.MAX_INLINE_WAIT:
+        raise RetryLater("discord route bucket exhausted", after=wait_ms / 1000)
+    time.sleep(wait_ms / 1000)  # the bucket's own reset time

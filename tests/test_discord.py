@@ -1,0 +1,199 @@
+"""Discord end to end: the real discord.py client in a bot process, on the REST + gateway
+emulator; real workers edit the answers in."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot import registry
+from tests.botprocess import BotProcess
+from tests.chat_discord import TOKEN, discord_bot
+from tests.emulators.discord import INTERACTION_DEADLINE
+
+FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
+
+
+@pytest.fixture(scope="module")
+def bot(worker: Any) -> Iterator[BotProcess]:
+    from tests.conftest import _DISCORD
+
+    guilds = ",".join(str(g) for g in _DISCORD.guilds)
+    process = discord_bot(_DISCORD, {"DISCORD_GUILD_IDS": guilds, "DISCORD_PREFIX": "!"}).start()
+    yield process
+    assert process.stop() == 0, process.logs()[-3000:]
+    logs = process.logs()
+    assert "Traceback" not in logs, logs[-3000:]
+    assert TOKEN not in logs and TOKEN not in worker.logs(), "the Discord token leaked into a log"
+
+
+@pytest.fixture
+def chat(bot: BotProcess, make_discord_chat: Any) -> Any:
+    return make_discord_chat()
+
+
+def test_commands_are_synced_to_the_dev_guilds_with_typed_options(
+    bot: BotProcess, discord_emulator: Any
+) -> None:
+    for guild in discord_emulator.guilds:
+        synced = {c["name"]: c for c in discord_emulator.commands[f"guild:{guild}"]}
+        assert set(synced) == {c.name for c in registry.commands()}
+    fx = synced["fx"]
+    assert [(o["name"], o["type"], o["required"]) for o in fx["options"]] == [
+        ("amount", 10, True),
+        ("from", 3, True),
+        ("to", 3, True),
+    ]
+    assert all(o["description"] for o in fx["options"])
+    assert "global" not in discord_emulator.commands
+
+
+def test_a_miss_is_deferred_in_time_and_edited_in_by_the_worker(chat: Any, discord_emulator: Any) -> None:
+    interaction = chat.send("/fx 1 EUR USD")
+    assert chat.reply() == FX_1_EUR_USD
+    event = chat.last_event()
+    assert event.kind == "edit" and event.interaction_id == interaction.id
+    deferred = [e for e in discord_emulator.of_kind("deferred") if e.interaction_id == interaction.id]
+    assert len(deferred) == 1
+    assert deferred[0].t - interaction.dispatched_at < INTERACTION_DEADLINE
+    chat.assert_no_reply()
+
+
+def test_a_hit_is_answered_in_the_initial_response(
+    make_discord_chat: Any, bot: BotProcess, discord_emulator: Any
+) -> None:
+    first, second = make_discord_chat(), make_discord_chat(guild=1)
+    first.send("/fx 3 GBP USD")
+    answer = first.reply()
+    interaction = second.send("/fx 3 gbp usd")
+    assert second.reply() == answer
+    event = second.last_event()
+    assert event.kind == "callback" and event.body["type"] == 4
+    assert not [e for e in discord_emulator.of_kind("deferred") if e.interaction_id == interaction.id]
+
+
+def test_a_flooding_user_gets_an_ephemeral_try_again(chat: Any) -> None:
+    for _ in range(6):
+        chat.send("/ping")
+    replies = [chat.reply() for _ in range(6)]
+    assert replies.count("pong") == 5
+    limited = [e for e in chat.events() if "try again in" in e.content]
+    assert len(limited) == 1 and limited[0].ephemeral
+
+
+def test_a_redelivered_interaction_is_answered_once(chat: Any, discord_emulator: Any) -> None:
+    interaction = chat.send("/ping")
+    assert chat.reply() == "pong"
+    chat.send("/ping", again=interaction)
+    chat.assert_no_reply(within=1.0)
+
+
+def test_an_expired_token_falls_back_to_a_channel_message(chat: Any) -> None:
+    chat.send("/fx 5 USD CHF", age=16 * 60)  # the interaction is 16 minutes old when answered
+    reply = chat.reply()
+    assert reply.startswith("5.00 USD = ")
+    assert chat.last_event().kind == "channel_message"
+    assert chat.last_event().body["allowed_mentions"] == {"parse": []}
+
+
+def test_a_429_during_delivery_delays_but_delivers_once(chat: Any, discord_emulator: Any) -> None:
+    discord_emulator.fail("edit", 429, retry_after=0.5)
+    chat.send("/fx 6 USD JPY")
+    assert chat.reply(timeout=20).startswith("6.00 USD = ")
+    chat.assert_no_reply()
+    assert len([e for e in chat.events() if e.kind == "edit"]) == 1
+    assert len(discord_emulator.served_429) == 1
+
+
+def test_upstream_text_with_everyone_never_pings(chat: Any) -> None:
+    chat.send("/wiki Everyone")
+    reply = chat.reply()
+    assert "@everyone" in reply
+    assert chat.last_event().body["allowed_mentions"] == {"parse": []}
+    other = chat.send("/wiki Everyone")  # now a cache hit, answered by the bot process
+    assert chat.reply() == reply
+    assert chat.last_event().interaction_id == other.id
+    assert chat.last_event().body["data"]["allowed_mentions"] == {"parse": []}
+
+
+def test_per_route_buckets_are_respected(bot: BotProcess, discord_emulator: Any, worker: Any) -> None:
+    """Six parts into one webhook route: the bucket (5 per 2 s) is waited out, never overrun."""
+    from tasks.lookup import deliver
+
+    guild = discord_emulator.guilds[0]
+    channel = discord_emulator.new_channel()
+    interaction = discord_emulator.register_interaction(guild, channel)
+    paragraphs = [f"Part {n}: " + "word " * 380 for n in range(6)]
+    request = {
+        "platform": "discord", "chat": str(channel), "user": "1", "request_id": f"discord:{interaction.id}",
+        "command": "wiki", "args": "x", "received_at": time.time(),
+        "meta": {"kind": "interaction", "application_id": "900000000000000001", "token": interaction.token,
+                 "created_at": time.time(), "deferred": True},
+    }  # fmt: skip
+    deliver.delay({"request": request, "reply": {"text": "\n\n".join(paragraphs), "kind": "answer"}})
+    assert discord_emulator.wait_for(lambda: len(discord_emulator.texts(channel)) == 6, 20)
+    events = discord_emulator.texts(channel)
+    assert [e.kind for e in events] == ["edit"] + ["followup"] * 5
+    assert all(len(e.content) <= 2000 for e in events)
+    assert [e.content.split(":")[0] for e in events] == [f"Part {n}" for n in range(6)]
+    assert discord_emulator.bucket_overruns == 0
+    assert events[5].t - events[0].t >= 1.5  # the sixth waited for the bucket to reset
+
+
+def test_prefix_commands_work_when_enabled(bot: BotProcess, discord_emulator: Any) -> None:
+    guild = discord_emulator.guilds[0]
+    channel = discord_emulator.channels[guild]
+    message_id = discord_emulator.message(guild, 4242, "!ping")
+    assert discord_emulator.wait_for(lambda: discord_emulator.texts(channel), 10)
+    first = discord_emulator.texts(channel)[0]
+    assert first.content == "pong"
+    assert str(first.body["message_reference"]["message_id"]) == str(message_id)
+    discord_emulator.message(guild, 4242, "!fx 8 EUR GBP")
+    assert discord_emulator.wait_for(lambda: len(discord_emulator.texts(channel)) == 2, 15)
+    answer = discord_emulator.texts(channel)[1]
+    assert answer.content.startswith("8.00 EUR = ") and answer.kind == "channel_message"
+    assert discord_emulator.of_kind("typing"), "a queued prefix command shows typing"
+
+
+def test_two_processes_each_run_one_of_two_shards(
+    worker: Any, discord_emulator: Any, make_discord_chat: Any, bot: BotProcess
+) -> None:
+    bot.stop()  # the module's unsharded bot would take every guild
+    try:
+        shards = [
+            discord_bot(discord_emulator, {"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": str(i)})
+            for i in (0, 1)
+        ]
+        for process in shards:
+            process.start()
+        assert sorted(discord_emulator.connected_shards()) == [0, 1]
+        assert {(0, 2), (1, 2)} <= set(discord_emulator.identifies)
+        for guild in (0, 1):
+            chat = make_discord_chat(guild=guild)
+            chat.send("/ping")
+            assert chat.reply() == "pong"
+        for process in shards:
+            assert process.stop() == 0, process.logs()[-2000:]
+    finally:
+        bot.start()
+
+
+def test_the_slash_options_are_joined_in_declared_order() -> None:
+    from bot.discord import _option_text
+
+    data = {
+        "options": [
+            {"name": "to", "value": "EUR"},
+            {"name": "amount", "value": 2.0},
+            {"name": "from", "value": "USD"},
+        ]
+    }
+    assert _option_text("fx", data) == "2 USD EUR"
+    assert (
+        json.dumps(_option_text("wiki", {"options": [{"name": "topic", "value": "Ada Lovelace"}]}))
+        == '"Ada Lovelace"'
+    )
