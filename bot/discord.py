@@ -37,7 +37,7 @@ MAX_TEXT = 2000  # Discord: message content
 TOKEN_LIFETIME = 15 * 60  # an interaction token accepts followups and edits for 15 minutes
 TOKEN_MARGIN = 30  # past this age, post to the channel rather than race the expiry
 NO_MENTIONS: dict[str, list[str]] = {"parse": []}  # upstream text must never ping @everyone, a role or a user
-OPTION_TYPES = {"string": 3, "number": 10}
+OPTION_TYPES = {"string": 3, "number": 10, "user": 6}
 
 
 def split(text: str) -> list[str]:
@@ -51,6 +51,8 @@ def command_payloads() -> list[dict[str, Any]]:
             "name": command.name,
             "type": 1,
             "description": command.help[:100],
+            # "0": hidden from everyone but server admins; the pipeline still checks ADMINS.
+            **({"default_member_permissions": "0"} if command.is_admin else {}),
             "options": [
                 {
                     "type": OPTION_TYPES[option.kind],
@@ -61,7 +63,7 @@ def command_payloads() -> list[dict[str, Any]]:
                 for option in command.options
             ],
         }
-        for command in registry.commands()
+        for command in registry.commands(admin=None)
     ]
 
 

@@ -11,6 +11,7 @@
 --          "limit:<user>" / "limit:*" -> "interval_ms:burst" (per-user / default override)
 -- KEYS[3]  this user's rate state: the GCRA theoretical arrival time in ms, with an expiry
 -- KEYS[4]  cache key of the lookup (read only when ARGV[5] says so)
+-- KEYS[5]  this minute's stats hash (outcome -> count), kept two hours for /stats
 -- ARGV[1]  user key ("telegram:123")
 -- ARGV[2]  dedupe TTL in seconds
 -- ARGV[3]  default emission interval in ms (period / count)
@@ -23,8 +24,14 @@
 local user = ARGV[1]
 local flags = ARGV[5]
 
+local function done(outcome, value)
+  redis.call('HINCRBY', KEYS[5], outcome, 1)
+  redis.call('EXPIRE', KEYS[5], 7200)
+  return outcome .. ':' .. (value or '')
+end
+
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  return 'duplicate:'
+  return done('duplicate')
 end
 
 local admin = redis.call('HMGET', KEYS[2], 'maintenance', 'ban:' .. user, 'limit:' .. user, 'limit:*')
@@ -32,12 +39,12 @@ local admin = redis.call('HMGET', KEYS[2], 'maintenance', 'ban:' .. user, 'limit
 if not string.find(flags, 'a', 1, true) then
   if admin[2] then
     if redis.call('HSETNX', KEYS[2], 'noticed:' .. user, '1') == 1 then
-      return 'banned:' .. admin[2]
+      return done('banned', admin[2])
     end
-    return 'banned_silent:'
+    return done('banned_silent')
   end
   if admin[1] then
-    return 'maintenance:' .. admin[1]
+    return done('maintenance', admin[1])
   end
 end
 
@@ -62,15 +69,15 @@ end
 local new_tat = tat + interval
 local allow_at = new_tat - burst * interval
 if now < allow_at then
-  return 'limited:' .. string.format('%d', allow_at - now)
+  return done('limited', string.format('%d', allow_at - now))
 end
 redis.call('SET', KEYS[3], string.format('%d', new_tat), 'PX', string.format('%d', new_tat - now))
 
 if string.find(flags, 'c', 1, true) then
   local cached = redis.call('GET', KEYS[4])
   if cached then
-    return 'hit:' .. cached
+    return done('hit', cached)
   end
-  return 'miss:'
+  return done('miss')
 end
-return 'pass:'
+return done('pass')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,20 @@ class Gate:
         seen = keys.seen(request.request_id)
         flags = ("a" if is_admin else "-") + ("c" if cache_key else "-")
         ttl, interval, burst = self._constants
-        args = (4, seen, keys.ADMIN, keys.rate(user), cache_key or seen, user, ttl, interval, burst, flags)
+        stats = keys.stats(int(time.time() // 60))
+        args = (
+            5,
+            seen,
+            keys.ADMIN,
+            keys.rate(user),
+            cache_key or seen,
+            stats,
+            user,
+            ttl,
+            interval,
+            burst,
+            flags,
+        )
         try:
             answer = await self.redis.evalsha(SHA, *args)
         except redis.exceptions.NoScriptError:

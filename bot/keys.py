@@ -37,3 +37,13 @@ def delivered(request_id: str) -> str:
 
 def console_replies(chat: str) -> str:
     return f"console:replies:{chat}"
+
+
+def stats(minute: int) -> str:
+    """Counters of one minute (epoch minutes): gate outcomes and lookup results."""
+    return f"stats:{minute}"
+
+
+AUDIT = "audit"  # stream of admin actions, capped
+INFLIGHT = "inflight"  # lookups running in workers right now
+BEAT_SEEN = "beat:last_seen"  # unix time of beat's last heartbeat task

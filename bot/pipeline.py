@@ -66,16 +66,16 @@ class Pipeline:
     def __init__(self, settings: Settings, redis_client: Any, enqueue: Enqueue | None = None):
         self.settings = settings
         self.gate = Gate(redis_client, settings)
+        self.redis = redis_client
+        self.admins = settings.admins
         self.enqueue = enqueue or celery_enqueue
 
     async def handle(
-        self,
-        request: Request,
-        is_admin: bool = False,
-        before_queue: Callable[[], Awaitable[None]] | None = None,
+        self, request: Request, before_queue: Callable[[], Awaitable[None]] | None = None
     ) -> Outcome:
         """Decide what to do with one message. `before_queue` runs just before a miss is
         queued (Discord defers the interaction there, so a worker can edit the answer in)."""
+        is_admin = request.user_key in self.admins
         command = registry.get(request.command)
         problem: Reply | None = None
         params: Params = {}
@@ -109,10 +109,12 @@ class Pipeline:
             return Outcome(
                 Reply(retry_text(decision.retry_after), "limited", ephemeral=True), decision=outcome
             )
+        if command is not None and command.admin is not None:
+            return Outcome(await self._admin(command, request, params, problem, is_admin), decision="admin")
         if problem is not None or command is None:
             return Outcome(problem, decision="usage")
         if command.local is not None:
-            return Outcome(Reply(command.local(params)), decision="local")
+            return Outcome(Reply(command.local(params, is_admin)), decision="local")
         if outcome == "hit":
             cached = json.loads(decision.value)
             return Outcome(Reply(cached["text"], cached.get("kind", "answer")), decision="hit")
@@ -125,6 +127,38 @@ class Pipeline:
             log.error("%s: could not queue the lookup: %r", request.request_id, exc)
             return Outcome(Reply(UNAVAILABLE, "error"), decision="unavailable")
         return Outcome(None, queued=True, decision="miss")
+
+    async def _admin(
+        self,
+        command: registry.Command,
+        request: Request,
+        params: Params,
+        problem: Reply | None,
+        is_admin: bool,
+    ) -> Reply:
+        """Admin commands: authorised here, on every call, whatever a platform shows; every
+        attempt — refused, malformed or done — lands in the audit stream."""
+        from bot import admin
+
+        if not is_admin:
+            reply = Reply("Not allowed: that command is for admins.", "error")
+            await admin.audit(self.redis, self.settings, request, "refused: not an admin")
+            return reply
+        if problem is not None:
+            await admin.audit(self.redis, self.settings, request, "usage error")
+            return problem
+        assert command.admin is not None
+        context = admin.AdminContext(self.settings, self.redis, request)
+        try:
+            text = await command.admin(context, params)
+        except UsageError as exc:
+            await admin.audit(self.redis, self.settings, request, f"usage error: {exc}")
+            return Reply(f"{exc}\nUsage: {command.usage}", "usage")
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.error("%s: admin /%s failed: %r", request.request_id, command.name, exc)
+            text = "Failed: Redis is unavailable."
+        await admin.audit(self.redis, self.settings, request, text.splitlines()[0][:200] if text else "")
+        return Reply(text, "admin")
 
 
 # Publishing is blocking kombu I/O: one thread keeps it off the event loop, and one

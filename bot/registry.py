@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bot.admin import AdminContext
     from bot.upstream import Upstream
 
 Params = dict[str, Any]
 Parser = Callable[[str], Params]
 Provider = Callable[[Params, "Upstream"], str]
-LocalAnswer = Callable[[Params], str]
+LocalAnswer = Callable[[Params, bool], str]  # (params, asked by an admin)
+AdminHandler = Callable[["AdminContext", Params], Awaitable[str]]
 
 MAX_ARGS_LENGTH = 500  # longer input is refused before it reaches a parser, cache key or log
 
@@ -31,7 +33,7 @@ class Option:
 
     name: str
     description: str
-    kind: str = "string"  # "string" or "number"
+    kind: str = "string"  # "string", "number" or "user" (Discord shows a user picker)
     required: bool = True
 
 
@@ -47,6 +49,7 @@ class Command:
     parse: Parser
     provider: Provider | None = None  # runs in a worker; None for commands answered locally
     local: LocalAnswer | None = None  # answered in the adapter, no upstream, no cache
+    admin: AdminHandler | None = None  # admins only; checked server-side on every call
     ttl_setting: str = ""  # the name of the Settings field holding the cache TTL
     provider_name: str = ""  # shown to users when the upstream fails ("Wikipedia")
     options: tuple[Option, ...] = ()
@@ -54,6 +57,10 @@ class Command:
     @property
     def is_lookup(self) -> bool:
         return self.provider is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.admin is not None
 
     def ttl(self) -> int:
         from config import get_settings
@@ -78,8 +85,8 @@ REGISTRY: dict[str, Command] = {}
 def register(command: Command) -> Command:
     if command.name in REGISTRY:
         raise ValueError(f"command /{command.name} is declared twice")
-    if (command.provider is None) == (command.local is None):
-        raise ValueError(f"command /{command.name} needs exactly one of provider= or local=")
+    if sum(x is not None for x in (command.provider, command.local, command.admin)) != 1:
+        raise ValueError(f"command /{command.name} needs exactly one of provider=, local= or admin=")
     REGISTRY[command.name] = command
     return command
 
@@ -123,11 +130,15 @@ def get(name: str) -> Command | None:
     return REGISTRY.get(name)
 
 
-def commands() -> list[Command]:
+def commands(admin: bool | None = False) -> list[Command]:
+    """User commands by default; `admin=True` only admin commands; `None` all of them."""
     load()
-    return sorted(REGISTRY.values(), key=lambda c: c.name)
+    return sorted(
+        (c for c in REGISTRY.values() if admin is None or c.is_admin == admin), key=lambda c: c.name
+    )
 
 
 def load() -> None:
     """Import the modules that declare commands (idempotent)."""
+    import bot.admin
     import bot.lookups  # noqa: F401

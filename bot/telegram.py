@@ -19,9 +19,9 @@ from typing import Any
 
 import requests
 from aiohttp import web
-from telegram import BotCommand, Update
+from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.constants import ChatAction
-from telegram.error import NetworkError, RetryAfter
+from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from bot import keys, outbound, registry
@@ -101,9 +101,19 @@ class TelegramAdapter:
         log.info("telegram: connected as @%s (%s mode)", self.username, self.settings.TELEGRAM_MODE)
 
     async def publish_commands(self) -> None:
-        """The command menu users see, from the registry."""
-        commands = [BotCommand(c.name, c.help[:256]) for c in registry.commands()]
-        await self.app.bot.set_my_commands(commands)
+        """The command menu users see, from the registry; admins' private chats also list the
+        admin commands (authorization is still checked on every call)."""
+        users = [BotCommand(c.name, c.help[:256]) for c in registry.commands()]
+        await self.app.bot.set_my_commands(users)
+        everything = users + [BotCommand(c.name, c.help[:256]) for c in registry.commands(admin=True)]
+        for admin in sorted(self.settings.admins):
+            platform, _, user = admin.partition(":")
+            if platform != PLATFORM:
+                continue
+            try:
+                await self.app.bot.set_my_commands(everything, scope=BotCommandScopeChat(int(user)))
+            except TelegramError as exc:  # e.g. the admin has not started a chat with the bot yet
+                log.warning("telegram: admin menu for %s not published: %s", admin, exc)
 
     async def disconnect(self) -> None:
         if self.app.updater is not None and self.app.updater.running:
@@ -148,7 +158,14 @@ class TelegramAdapter:
             request_id=f"{PLATFORM}:{update.update_id}",
             command=parsed.command,
             args=parsed.args,
-            meta={"chat_type": chat.type, "message_id": message.message_id},
+            meta={
+                "chat_type": chat.type,
+                "message_id": message.message_id,
+                # An admin may name a user by replying to their message (/ban in a group).
+                "reply_to_user": replied.from_user.id
+                if (replied := message.reply_to_message) and replied.from_user
+                else None,
+            },
             received_at=time.time(),
         )
         outcome = await self.pipeline.handle(request)

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     # --- console adapter ------------------------------------------------------------
     CONSOLE_DRAIN_TIMEOUT: float = Field(30.0, ge=0, description="wait at end of input")
 
+    # --- admins -----------------------------------------------------------------------
+    ADMINS: str = Field("console:local", description="platform:user ids allowed admin commands")
+    AUDIT_MAX: int = Field(10_000, ge=100, description="admin actions kept in the audit stream")
+
     LOG_LEVEL: str = "INFO"
 
     @field_validator(
@@ -163,6 +167,15 @@ class Settings(BaseSettings):
             raise ValueError("expected comma-separated numeric ids such as 123,456")
         return value
 
+    @field_validator("ADMINS")
+    @classmethod
+    def _check_admins(cls, value: str) -> str:
+        for item in filter(None, (x.strip() for x in value.split(","))):
+            platform, _, user = item.partition(":")
+            if platform not in ("console", "telegram", "discord") or not user:
+                raise ValueError(f"expected platform:user entries such as telegram:123456, got {item!r}")
+        return value
+
     @field_validator("DISCORD_PREFIX")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
@@ -208,6 +221,10 @@ class Settings(BaseSettings):
     @property
     def rate(self) -> Rate:
         return parse_rate(self.RATE_LIMIT)
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(x.strip() for x in self.ADMINS.split(",") if x.strip())
 
     @property
     def discord_guild_ids(self) -> list[int]:

@@ -101,13 +101,44 @@ def lookup(self: Task, request: dict[str, Any], params: dict[str, Any]) -> dict[
     command = registry.get(req.command)
     if command is None or command.provider is None:
         return _result(request, Reply(f"Unknown command /{req.command}.", "error"))
-    name = command.provider_name
     attempts = self.request.retries + 1
+    stats = worker_redis().pipeline(transaction=False)
+    stats.incr(keys.INFLIGHT)
+    stats.execute()
+    try:
+        return _run(self, req, request, params, command, settings, attempts)
+    finally:
+        counters = worker_redis().pipeline(transaction=False)
+        counters.decr(keys.INFLIGHT)
+        counters.execute()
+
+
+def _count(command: str, outcome: str) -> None:
+    """Per-minute lookup counters for /stats (lookup:<command>:ok|not_found|error|retry)."""
+    key = keys.stats(int(time.time() // 60))
+    pipe = worker_redis().pipeline(transaction=False)
+    pipe.hincrby(key, f"lookup:{command}:{outcome}", 1)
+    pipe.expire(key, 7200)
+    pipe.execute()
+
+
+def _run(
+    self: Task,
+    req: Request,
+    request: dict[str, Any],
+    params: dict[str, Any],
+    command: registry.Command,
+    settings: Any,
+    attempts: int,
+) -> dict[str, Any]:
+    assert command.provider is not None
+    name = command.provider_name
     try:
         text = command.provider(params, upstream())
     except NotFound as exc:
         reply = Reply(str(exc), "not_found")
         _cache(command.cache_key(params), reply, settings.NEGATIVE_CACHE_TTL)
+        _count(command.name, "not_found")
         return _result(request, reply)
     except (RetryableError, SoftTimeLimitExceeded, KeyError, TypeError, ValueError, IndexError) as exc:
         error = (
@@ -130,6 +161,7 @@ def lookup(self: Task, request: dict[str, Any], params: dict[str, Any]) -> dict[
             raise self.retry(countdown=countdown, exc=error) from None
         log.error("%s: %s failed %d times, giving up: %s", req.request_id, name, attempts, error)
         _dead_letter(request, params, str(error), error.kind, attempts)
+        _count(command.name, "error")
         return _result(
             request,
             Reply(
@@ -139,18 +171,21 @@ def lookup(self: Task, request: dict[str, Any], params: dict[str, Any]) -> dict[
         )
     except PermanentError as exc:
         log.error("%s: %s refused the request: %s", req.request_id, name, exc)
+        _count(command.name, "error")
         return _result(
             request, Reply(f"Sorry, {name} could not answer that ({exc.kind.replace('_', ' ')}).", "error")
         )
     except Exception as exc:  # a bug in a provider must not leave the user in silence
         log.exception("%s: %s lookup crashed", req.request_id, name)
         _dead_letter(request, params, repr(exc)[:500], "crash", attempts)
+        _count(command.name, "error")
         return _result(
             request, Reply("Sorry, something went wrong with that lookup. It has been logged.", "error")
         )
 
     reply = Reply(text, "answer")
     _cache(command.cache_key(params), reply, command.ttl())
+    _count(command.name, "ok")
     return _result(request, reply)
 
 

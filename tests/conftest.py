@@ -47,6 +47,7 @@ TEST_ENV = {
     "CONSOLE_DRAIN_TIMEOUT": "20",
     "CELERY_QUEUE": "test",
     "LOG_LEVEL": "INFO",
+    "ADMINS": "console:admin,telegram:4242,discord:4242",
     # Telegram's outbound limits, scaled down so tests see them bite within seconds.
     "TELEGRAM_GLOBAL_RATE": "10/second",
     "TELEGRAM_CHAT_RATE": "2/second",

@@ -41,7 +41,11 @@ def test_commands_are_synced_to_the_dev_guilds_with_typed_options(
 ) -> None:
     for guild in discord_emulator.guilds:
         synced = {c["name"]: c for c in discord_emulator.commands[f"guild:{guild}"]}
-        assert set(synced) == {c.name for c in registry.commands()}
+        assert set(synced) == {c.name for c in registry.commands(admin=None)}
+        for command in registry.commands(admin=True):
+            assert synced[command.name]["default_member_permissions"] == "0", "admin commands are hidden"
+        for command in registry.commands():
+            assert "default_member_permissions" not in synced[command.name]
     fx = synced["fx"]
     assert [(o["name"], o["type"], o["required"]) for o in fx["options"]] == [
         ("amount", 10, True),

@@ -17,8 +17,11 @@ def test_every_setting_is_documented() -> None:
 
 def test_every_command_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
-    for command in registry.commands():
-        assert f"`{command.usage}`" in readme, f"{command.usage} missing from the README"
+    for command in registry.commands(admin=None):
+        escaped = command.usage.replace("|", "\\|")  # a pipe inside a Markdown table cell
+        assert f"`{command.usage}`" in readme or f"`{escaped}`" in readme, (
+            f"{command.usage} missing from the README"
+        )
 
 
 def test_ci_runs_make_test() -> None:

@@ -55,6 +55,7 @@ class BotState:
     webhook_url: str = ""
     webhook_secret: str = ""
     commands: list[dict[str, Any]] = field(default_factory=list)
+    scoped_commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -147,6 +148,7 @@ class TelegramEmulator:
         text: str,
         chat_type: str = "private",
         reply_to_bot: bool = False,
+        reply_to_user: int | None = None,
         update_id: int | None = None,
     ) -> dict[str, Any]:
         """A real-shaped update; commands carry the bot_command entity PTB looks for."""
@@ -161,13 +163,18 @@ class TelegramEmulator:
         if text.startswith("/"):
             length = len(text.split()[0]) if text.split() else 1
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
-        if reply_to_bot:
+        if reply_to_bot or reply_to_user:
+            author = (
+                {"id": BOT_ID, "is_bot": True, "first_name": "Lookup", "username": BOT_USERNAME}
+                if reply_to_bot
+                else {"id": reply_to_user, "is_bot": False, "first_name": "Bob"}
+            )
             message["reply_to_message"] = {
                 "message_id": 1,
                 "date": int(time.time()),
                 "chat": message["chat"],
-                "from": {"id": BOT_ID, "is_bot": True, "first_name": "Lookup", "username": BOT_USERNAME},
-                "text": "earlier answer",
+                "from": author,
+                "text": "earlier message",
             }
         return {
             "update_id": update_id if update_id is not None else next(self._update_ids),
@@ -382,8 +389,14 @@ class TelegramEmulator:
 
     async def _m_setMyCommands(self, params: dict[str, Any]) -> web.Response:
         commands = params.get("commands", "[]")
+        commands = json.loads(commands) if isinstance(commands, str) else commands
+        scope = params.get("scope")
         with self._lock:
-            self.state.commands = json.loads(commands) if isinstance(commands, str) else commands
+            if scope:
+                scope = json.loads(scope) if isinstance(scope, str) else scope
+                self.state.scoped_commands[json.dumps(scope, sort_keys=True)] = commands
+            else:
+                self.state.commands = commands
         return self._ok(True)
 
     async def _m_getMyCommands(self, params: dict[str, Any]) -> web.Response:
