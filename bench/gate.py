@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis.asyncio as aioredis
 
-from bot import keys
+from bot import cache, keys
 from bot.devstack import RedisServer
 from bot.gate import Gate
 from bot.request import Request
@@ -63,7 +63,7 @@ async def run(n: int, users: int) -> None:
         settings = Settings(REDIS_URL=url, RATE_LIMIT="1000000/second", RATE_LIMIT_BURST=1000)
         client = aioredis.Redis.from_url(url)
         gate = Gate(client, settings)
-        await client.set("cache:fx:bench", '{"text": "1 EUR = 1.09 USD"}')
+        await client.set("cache:fx:bench", cache.encode("1 EUR = 1.09 USD", "answer", 3600))
 
         def request(i: int) -> Request:
             return Request("bench", "c", f"user{i % users}", f"bench:{i}", "fx", "1 EUR USD")

@@ -34,7 +34,7 @@ import aiohttp  # noqa: E402
 import redis  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from bot import registry  # noqa: E402
+from bot import cache, registry  # noqa: E402
 from bot.devstack import RedisServer, free_port  # noqa: E402
 
 TOKEN = "1:bench"
@@ -180,7 +180,7 @@ async def run(seconds: float, inflights: list[int]) -> None:
     seed = redis.Redis.from_url(redis_url)
     seed.set(
         command.cache_key({"amount": "1", "from": "EUR", "to": "USD"}),
-        json.dumps({"text": "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)", "kind": "answer"}),
+        cache.encode("1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)", "answer", 86400),
     )
     seed.close()
     results: dict[tuple[str, int], dict[str, float]] = {}

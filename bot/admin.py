@@ -97,7 +97,7 @@ async def stats(ctx: AdminContext, params: Params) -> str:
     for minute in range(now - 59, now + 1):
         pipe.hgetall(keys.stats(minute))
     pipe.llen(keys.DEAD_LETTERS)
-    pipe.get(keys.INFLIGHT)
+    pipe.get(keys.RUNNING)
     *minutes, dead, inflight = await pipe.execute()
     lines = []
     for label, window in (("last 5 min", minutes[-5:]), ("last hour", minutes)):

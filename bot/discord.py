@@ -163,14 +163,15 @@ class DiscordAdapter:
                 "application_id": str(interaction.application_id),
                 "token": interaction.token,
                 "created_at": interaction.created_at.timestamp(),
-                "deferred": False,
+                # A queued request is always deferred first (below), so a worker — or a
+                # coalesced lookup's fan-out — may edit the original response.
+                "deferred": True,
             },
             received_at=time.time(),
         )
 
         async def defer() -> None:
             await interaction.response.defer(thinking=True)
-            request.meta["deferred"] = True
 
         outcome = await self.pipeline.handle(request, before_queue=defer)
         reply = outcome.reply

@@ -12,14 +12,24 @@
 -- KEYS[3]  this user's rate state: the GCRA theoretical arrival time in ms, with an expiry
 -- KEYS[4]  cache key of the lookup (read only when ARGV[5] says so)
 -- KEYS[5]  this minute's stats hash (outcome -> count), kept two hours for /stats
+-- KEYS[6]  in-flight marker of this lookup (coalescing: one upstream call per lookup)
+-- KEYS[7]  requests waiting for the in-flight lookup (a list of request JSON)
+-- KEYS[8]  the upstream's circuit breaker hash (open_until in ms)
 -- ARGV[1]  user key ("telegram:123")
 -- ARGV[2]  dedupe TTL in seconds
 -- ARGV[3]  default emission interval in ms (period / count)
 -- ARGV[4]  default burst (messages allowed at once)
 -- ARGV[5]  flags: "a" when the user is an admin (not held by maintenance or bans),
---          "c" to look up the cache
+--          "c" to look up the cache (and coalesce, and check the breaker)
+-- ARGV[6]  the request as JSON (kept in the waiters list when the lookup is in flight)
+-- ARGV[7]  in-flight marker TTL in seconds
+-- Cache values are "<fresh_until_ms>:<json>": past fresh_until an entry is stale but may be
+-- served (stale-while-revalidate, stale-if-error) until the key itself expires.
 -- Returns one string "outcome:value": duplicate | banned:reason | banned_silent
---   | maintenance:message | limited:retry_after_ms | hit:cached_json | miss | pass
+--   | maintenance:message | limited:retry_after_ms | hit:json | stale:json (a refresh runs)
+--   | stale_refresh:json (the caller starts the refresh) | stale_open:json (breaker open)
+--   | open:retry_ms | miss (the caller queues the lookup) | coalesced (queued behind it)
+--   | pass
 
 local user = ARGV[1]
 local flags = ARGV[5]
@@ -74,10 +84,32 @@ end
 redis.call('SET', KEYS[3], string.format('%d', new_tat), 'PX', string.format('%d', new_tat - now))
 
 if string.find(flags, 'c', 1, true) then
+  local open_until = tonumber(redis.call('HGET', KEYS[8], 'open_until') or 0)
+  local breaker_open = now < open_until
   local cached = redis.call('GET', KEYS[4])
   if cached then
-    return done('hit', cached)
+    local sep = string.find(cached, ':', 1, true)
+    local fresh_until = tonumber(string.sub(cached, 1, sep - 1)) or 0
+    local body = string.sub(cached, sep + 1)
+    if now < fresh_until then
+      return done('hit', body)
+    end
+    if breaker_open then
+      return done('stale_open', body)
+    end
+    if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
+      return done('stale_refresh', body)
+    end
+    return done('stale', body)
   end
-  return done('miss')
+  if breaker_open then
+    return done('open', string.format('%d', open_until - now))
+  end
+  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
+    return done('miss')
+  end
+  redis.call('RPUSH', KEYS[7], ARGV[6])
+  redis.call('EXPIRE', KEYS[7], ARGV[7])
+  return done('coalesced')
 end
 return done('pass')

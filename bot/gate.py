@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import redis.exceptions
 
 from bot import keys
+from bot.breaker import key as breaker_key
 from bot.request import Request
 from config import Settings
 
@@ -20,13 +22,13 @@ SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # duplicate, banned, banned_silent, maintenance, limited, hit, miss, pass
+    outcome: str  # see gate.lua: hit, miss, coalesced, stale…, open, limited, banned…, pass
     value: str = ""
 
     @property
     def retry_after(self) -> float:
-        """For `limited`: seconds until the next message will be accepted."""
-        return int(self.value) / 1000 if self.outcome == "limited" else 0.0
+        """For `limited` and `open`: seconds until it is worth trying again."""
+        return int(self.value) / 1000 if self.outcome in ("limited", "open") else 0.0
 
 
 class Gate:
@@ -44,26 +46,25 @@ class Gate:
             str(rate.interval_ms).encode(),
             str(settings.RATE_LIMIT_BURST).encode(),
         )
+        self._coalesce_ttl = str(settings.COALESCE_TTL).encode()
 
-    async def check(self, request: Request, cache_key: str | None, is_admin: bool = False) -> Decision:
+    async def check(
+        self, request: Request, cache_key: str | None, is_admin: bool = False, breaker: str = ""
+    ) -> Decision:
         user = request.user_key
         seen = keys.seen(request.request_id)
         flags = ("a" if is_admin else "-") + ("c" if cache_key else "-")
         ttl, interval, burst = self._constants
         stats = keys.stats(int(time.time() // 60))
+        if cache_key:
+            lookup_keys = (keys.inflight(cache_key), keys.waiters(cache_key), breaker_key(breaker or "none"))
+            payload = json.dumps(request.to_dict(), separators=(",", ":"))
+        else:
+            lookup_keys, payload = (seen, seen, seen), ""
         args = (
-            5,
-            seen,
-            keys.ADMIN,
-            keys.rate(user),
-            cache_key or seen,
-            stats,
-            user,
-            ttl,
-            interval,
-            burst,
-            flags,
-        )
+            8, seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats, *lookup_keys,
+            user, ttl, interval, burst, flags, payload, self._coalesce_ttl,
+        )  # fmt: skip
         try:
             answer = await self.redis.evalsha(SHA, *args)
         except redis.exceptions.NoScriptError:

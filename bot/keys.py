@@ -45,5 +45,15 @@ def stats(minute: int) -> str:
 
 
 AUDIT = "audit"  # stream of admin actions, capped
-INFLIGHT = "inflight"  # lookups running in workers right now
+RUNNING = "lookups:running"  # lookups running in workers right now
 BEAT_SEEN = "beat:last_seen"  # unix time of beat's last heartbeat task
+
+
+def inflight(cache_key: str) -> str:
+    """Set while a lookup for this cache key runs: identical requests wait instead."""
+    return f"inflight:{cache_key}"
+
+
+def waiters(cache_key: str) -> str:
+    """Requests coalesced behind the in-flight lookup, answered when it lands."""
+    return f"waiters:{cache_key}"

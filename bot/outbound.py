@@ -8,6 +8,8 @@ from typing import Any
 
 from bot.senders import RetryLater
 
+__all__ = ["Bucket", "RetryLater", "acquire"]
+
 SCRIPT = Path(__file__).with_name("outbound.lua").read_text()
 # Waiting in the worker is fine for a short while; longer, and the task is retried later
 # so the worker process is free for other deliveries.

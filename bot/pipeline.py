@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class Outcome:
     reply: Reply | None
     queued: bool = False
     decision: str = ""
+
+
+def age_text(at: float) -> str:
+    seconds = max(0, int(time.time() - at))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 172_800:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86_400} days ago"
 
 
 def retry_text(seconds: float) -> str:
@@ -93,7 +105,7 @@ class Pipeline:
 
         # Even a bad command passes the gate: a flood of garbage is limited like any other.
         try:
-            decision = await self.gate.check(request, cache_key, is_admin)
+            decision = await self.gate.check(request, cache_key, is_admin, command.breaker if command else "")
         except (redis.exceptions.RedisError, OSError) as exc:
             log.error("%s: gate unavailable: %r", request.request_id, exc)
             return Outcome(Reply(UNAVAILABLE, "error"), decision="unavailable")
@@ -115,18 +127,43 @@ class Pipeline:
             return Outcome(problem, decision="usage")
         if command.local is not None:
             return Outcome(Reply(command.local(params, is_admin)), decision="local")
-        if outcome == "hit":
+        if outcome in ("hit", "stale", "stale_refresh", "stale_open"):
             cached = json.loads(decision.value)
-            return Outcome(Reply(cached["text"], cached.get("kind", "answer")), decision="hit")
+            text = cached["text"]
+            if outcome != "hit":
+                age = age_text(float(cached.get("at", 0)))
+                why = (
+                    f"{command.provider_name} is not answering right now"
+                    if outcome == "stale_open"
+                    else "refreshing"
+                )
+                text = f"{text}\n(as of {age}; may be outdated — {why})"
+            if outcome == "stale_refresh":
+                await self._refresh(request, params)
+            return Outcome(Reply(text, cached.get("kind", "answer")), decision=outcome)
+        if outcome == "open":
+            wait = max(1, math.ceil(decision.retry_after))
+            text = f"{command.provider_name} is unavailable right now, try again in {wait} s."
+            return Outcome(Reply(text, "error"), decision=outcome)
 
         try:
             if before_queue is not None:
                 await before_queue()
+            if outcome == "coalesced":
+                # The same lookup is already running: this request waits in Redis for it.
+                return Outcome(None, queued=True, decision=outcome)
             await self.enqueue(request, params)
         except Exception as exc:  # broker down or unreachable: tell the user, never go quiet
             log.error("%s: could not queue the lookup: %r", request.request_id, exc)
             return Outcome(Reply(UNAVAILABLE, "error"), decision="unavailable")
         return Outcome(None, queued=True, decision="miss")
+
+    async def _refresh(self, request: Request, params: Params) -> None:
+        """Stale-while-revalidate: the user has the stale answer; one lookup refreshes it."""
+        try:
+            await celery_enqueue(request, params, refresh=True)
+        except Exception as exc:  # the stale answer stands; the in-flight marker expires
+            log.warning("%s: could not queue a refresh: %r", request.request_id, exc)
 
     async def _admin(
         self,
@@ -166,12 +203,16 @@ class Pipeline:
 _publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
 
 
-async def celery_enqueue(request: Request, params: Params) -> None:
+async def celery_enqueue(request: Request, params: Params, refresh: bool = False) -> None:
+    """A miss: lookup then deliver. A refresh: the lookup alone (the user has an answer)."""
     from celery import chain
 
     from tasks.lookup import deliver, lookup
 
-    signature = chain(lookup.s(request.to_dict(), params), deliver.s())
+    if refresh:
+        signature = lookup.s(request.to_dict(), params, refresh=True)
+    else:
+        signature = chain(lookup.s(request.to_dict(), params), deliver.s())
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(_publisher, signature.apply_async)
 

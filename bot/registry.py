@@ -53,6 +53,8 @@ class Command:
     ttl_setting: str = ""  # the name of the Settings field holding the cache TTL
     provider_name: str = ""  # shown to users when the upstream fails ("Wikipedia")
     options: tuple[Option, ...] = ()
+    breaker: str = ""  # the upstream's breaker the gate checks (answers at once while open)
+    sources: tuple[str, ...] = ()  # fan-out lookups: the sources asked in parallel (see reviews)
 
     @property
     def is_lookup(self) -> bool:
@@ -100,6 +102,8 @@ def lookup(
     ttl_setting: str,
     provider_name: str,
     options: tuple[Option, ...] = (),
+    breaker: str = "",
+    sources: tuple[str, ...] = (),
 ) -> Callable[[Provider], Provider]:
     """Declare a lookup: decorate its provider function (which runs in a Celery worker)."""
 
@@ -114,6 +118,8 @@ def lookup(
                 ttl_setting=ttl_setting,
                 provider_name=provider_name,
                 options=options,
+                breaker=breaker,
+                sources=sources,
             )
         )
         return provider

@@ -15,6 +15,8 @@ from typing import Any
 
 import requests
 
+from bot.breaker import Breakers
+from bot.quota import acquire as acquire_quota
 from config import Settings
 
 
@@ -56,20 +58,62 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Upstream:
-    """One per worker process: a pooled `requests.Session` with the configured timeouts."""
+    """One per worker process: a pooled `requests.Session` with the configured timeouts.
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None):
+    With a Redis client, every call also passes the provider's circuit breaker and quota
+    (both shared by all workers), and reports its outcome to the breaker.
+    """
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None, redis_client: Any = None):
         self.settings = settings
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = settings.HTTP_USER_AGENT
         self.session.headers["Accept"] = "application/json"
+        self.redis = redis_client
+        self.breakers = Breakers(redis_client, settings) if redis_client is not None else None
 
     def get_json(
-        self, provider: str, url: str, params: dict[str, Any] | None = None, *, not_found: str
+        self,
+        provider: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+        *,
+        not_found: str,
+        method: str = "GET",
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        quota: str = "",
+    ) -> Any:
+        """Call `provider` (its breaker name) and return the JSON body. `quota` names the
+        quota to charge when it differs from the provider (one API, several endpoints)."""
+        if self.breakers is not None:
+            self.breakers.allow(provider)
+            acquire_quota(self.redis, self.settings, quota or provider)
+        try:
+            data = self._call(provider, url, params, not_found, method, json_body, headers)
+        except RetryableError:
+            if self.breakers is not None:
+                self.breakers.failure(provider)
+            raise
+        if self.breakers is not None:
+            self.breakers.success(provider)
+        return data
+
+    def _call(
+        self,
+        provider: str,
+        url: str,
+        params: dict[str, Any] | None,
+        not_found: str,
+        method: str,
+        json_body: Any,
+        headers: dict[str, str] | None,
     ) -> Any:
         timeout = (self.settings.UPSTREAM_CONNECT_TIMEOUT, self.settings.UPSTREAM_READ_TIMEOUT)
         try:
-            response = self.session.get(url, params=params, timeout=timeout)
+            response = self.session.request(
+                method, url, params=params, json=json_body, headers=headers, timeout=timeout
+            )
         except requests.Timeout as exc:
             raise RetryableError(provider, "timeout", type(exc).__name__) from exc
         except requests.RequestException as exc:

@@ -79,11 +79,32 @@ class Settings(BaseSettings):
         description="sent to every upstream (Wikimedia asks for a descriptive one)",
     )
 
+    # --- resilience -------------------------------------------------------------------
+    BREAKER_FAILURES: int = Field(5, ge=1, description="failures within the window that open a breaker")
+    BREAKER_WINDOW: float = Field(60.0, gt=0, description="seconds over which failures count")
+    BREAKER_COOLDOWN: float = Field(30.0, gt=0, description="seconds open before one probe")
+    CACHE_GRACE: int = Field(86_400, ge=0, description="seconds a stale answer may still be served")
+    COALESCE_TTL: int = Field(300, ge=10, description="seconds an in-flight marker lives at most")
+    UPSTREAM_RATE_LIMITS: str = Field(
+        "open-meteo-geocoding=1/second", description="provider=RATE pairs enforced cluster-wide"
+    )
+    UPSTREAM_DAILY_CAPS: str = Field("", description="provider=N pairs: calls per UTC day")
+
     # --- providers ------------------------------------------------------------------
     FX_API_URL: str = "https://api.frankfurter.dev/v1"
     FX_CACHE_TTL: int = Field(3600, ge=0)
     WIKI_API_URL: str = "https://en.wikipedia.org/api/rest_v1"
     WIKI_CACHE_TTL: int = Field(86_400, ge=0)
+    OPEN_METEO_GEOCODING_URL: str = "https://geocoding-api.open-meteo.com/v1"
+    OPEN_METEO_URL: str = "https://api.open-meteo.com/v1"
+    WEATHER_CACHE_TTL: int = Field(900, ge=0)
+    YELP_API_KEY: SecretStr = SecretStr("")
+    YELP_API_URL: str = "https://api.yelp.com/v3"
+    FOURSQUARE_API_KEY: SecretStr = SecretStr("")
+    FOURSQUARE_API_URL: str = "https://api.foursquare.com/v3"
+    GOOGLE_PLACES_API_KEY: SecretStr = SecretStr("")
+    GOOGLE_PLACES_API_URL: str = "https://places.googleapis.com/v1"
+    REVIEWS_CACHE_TTL: int = Field(21_600, ge=0)
 
     # --- the bot's HTTP server (webhook, health) --------------------------------------
     HTTP_HOST: str = Field("0.0.0.0", description="address the bot's HTTP server binds")
@@ -183,7 +204,38 @@ class Settings(BaseSettings):
             raise ValueError("expected a short prefix such as ! (not /, no spaces, at most 5 characters)")
         return value
 
-    @field_validator("FX_API_URL", "WIKI_API_URL", "TELEGRAM_API_URL", "DISCORD_API_URL")
+    @field_validator("UPSTREAM_RATE_LIMITS")
+    @classmethod
+    def _check_rates(cls, value: str) -> str:
+        for item in filter(None, (x.strip() for x in value.split(","))):
+            name, sep, rate = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(
+                    f"expected provider=RATE pairs such as open-meteo-geocoding=1/second, got {item!r}"
+                )
+            parse_rate(rate)
+        return value
+
+    @field_validator("UPSTREAM_DAILY_CAPS")
+    @classmethod
+    def _check_caps(cls, value: str) -> str:
+        for item in filter(None, (x.strip() for x in value.split(","))):
+            name, sep, cap = item.partition("=")
+            if not sep or not name.strip() or not cap.strip().isdigit():
+                raise ValueError(f"expected provider=N pairs such as yelp=5000, got {item!r}")
+        return value
+
+    @field_validator(
+        "FX_API_URL",
+        "WIKI_API_URL",
+        "TELEGRAM_API_URL",
+        "DISCORD_API_URL",
+        "OPEN_METEO_GEOCODING_URL",
+        "OPEN_METEO_URL",
+        "YELP_API_URL",
+        "FOURSQUARE_API_URL",
+        "GOOGLE_PLACES_API_URL",
+    )
     @classmethod
     def _check_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -221,6 +273,18 @@ class Settings(BaseSettings):
     @property
     def rate(self) -> Rate:
         return parse_rate(self.RATE_LIMIT)
+
+    @property
+    def upstream_rates(self) -> dict[str, str]:
+        from bot.quota import parse_table
+
+        return parse_table(self.UPSTREAM_RATE_LIMITS)
+
+    @property
+    def upstream_daily_caps(self) -> dict[str, int]:
+        from bot.quota import parse_table
+
+        return {k: int(v) for k, v in parse_table(self.UPSTREAM_DAILY_CAPS).items()}
 
     @property
     def admins(self) -> frozenset[str]:

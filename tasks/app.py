@@ -14,8 +14,15 @@ app.conf.update(
     task_default_queue=settings.CELERY_QUEUE,
     task_serializer="json",
     accept_content=["json"],
-    # Replies travel through the deliver task, never through a result backend.
+    # Replies travel through the deliver task, never through a result backend. The backend
+    # (Redis, whichever broker) serves only the chord that gathers /reviews' sources.
     task_ignore_result=True,
+    result_backend=settings.REDIS_URL,
+    result_expires=3600,
+    result_backend_transport_options={
+        "socket_timeout": settings.REDIS_TIMEOUT,
+        "socket_connect_timeout": settings.REDIS_TIMEOUT,
+    },
     # No loss: ack only after the task ran, and requeue when the worker process dies
     # (acks_late alone still acks on a killed child). One message per process at a time, so
     # a dying worker holds at most one.

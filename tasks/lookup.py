@@ -1,22 +1,29 @@
-"""The two tasks of every miss: `lookup` (call the provider, cache) then `deliver` (reply).
+"""The tasks of every miss: `lookup` (call the provider, cache) then `deliver` (reply).
 
-`lookup` always returns a reply, even when the upstream failed for good, so `deliver` always
-runs and the user never meets silence.
+`lookup` always returns a reply — the answer, "not found", a stale answer while the upstream
+is down, or a clear failure — so `deliver` always runs and the user never meets silence.
+Requests coalesced behind a lookup (identical ones that arrived while it ran) get the same
+reply through `deliver_batch` when it lands. Fan-out lookups (`/reviews`) replace themselves
+with a chord: one task per source, each with its own retries and breaker, then a merge.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from typing import Any
 
 import redis
-from celery import Task
+from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
 
-from bot import keys, registry
+from bot import cache, keys, registry
+from bot.breaker import BreakerOpen
+from bot.pipeline import age_text
+from bot.quota import QuotaExhausted, QuotaWait
 from bot.request import Reply, Request
 from bot.senders import RetryLater, Undeliverable, sender_for
 from bot.upstream import NotFound, PermanentError, RetryableError, Upstream
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 
 _redis: redis.Redis | None = None
 _upstream: Upstream | None = None
+FAN_OUT_CHUNK = 50
+BAD_RESPONSE = (KeyError, TypeError, ValueError, IndexError)  # a provider choking on a body
 
 
 def worker_redis() -> redis.Redis:
@@ -46,7 +55,7 @@ def worker_redis() -> redis.Redis:
 def upstream() -> Upstream:
     global _upstream
     if _upstream is None:
-        _upstream = Upstream(get_settings())
+        _upstream = Upstream(get_settings(), redis_client=worker_redis())
     return _upstream
 
 
@@ -68,12 +77,13 @@ def _result(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     return {"request": request, "reply": {"text": reply.text, "kind": reply.kind}}
 
 
-def _cache(key: str, reply: Reply, ttl: int) -> None:
-    """The gate hands this JSON back on a hit; `at` lets a later answer show its age."""
-    if ttl > 0:
-        worker_redis().set(
-            key, json.dumps({"text": reply.text, "kind": reply.kind, "at": time.time()}), ex=ttl
-        )
+def _count(command: str, outcome: str) -> None:
+    """Per-minute lookup counters for /stats (lookup:<command>:ok|not_found|error|retry)."""
+    key = keys.stats(int(time.time() // 60))
+    pipe = worker_redis().pipeline(transaction=False)
+    pipe.hincrby(key, f"lookup:{command}:{outcome}", 1)
+    pipe.expire(key, 7200)
+    pipe.execute()
 
 
 def _dead_letter(
@@ -94,105 +104,214 @@ def _dead_letter(
     pipe.execute()
 
 
+# --- landing a lookup: cache, coalesced waiters ---------------------------------------------
+def finish(
+    command: registry.Command,
+    request: dict[str, Any],
+    params: dict[str, Any],
+    reply: Reply,
+    ttl: int,
+    grace: int,
+) -> dict[str, Any]:
+    """Cache the reply (fresh for `ttl`, servable stale for `grace` more), answer every
+    request coalesced behind this lookup, and return the leader's result."""
+    cache_key = command.cache_key(params)
+    pipe = worker_redis().pipeline(transaction=True)
+    if ttl > 0:
+        pipe.set(cache_key, cache.encode(reply.text, reply.kind, ttl), ex=ttl + grace)
+    # Cache first, in the same transaction as draining the waiters: a request that arrives
+    # after this sees the cache; one that arrived before is in the list.
+    pipe.lrange(keys.waiters(cache_key), 0, -1)
+    pipe.delete(keys.waiters(cache_key), keys.inflight(cache_key))
+    results = pipe.execute()
+    waiting = results[-2]
+    _fan_out([json.loads(w) for w in waiting], reply)
+    return _result(request, reply)
+
+
+def finish_failure(
+    command: registry.Command, request: dict[str, Any], params: dict[str, Any], text: str
+) -> dict[str, Any]:
+    """No fresh answer: a stale one still in the cache beats an error (stale-if-error)."""
+    cached = worker_redis().get(command.cache_key(params))
+    if isinstance(cached, bytes):
+        _, body = cache.decode(cached)
+        age = age_text(float(body.get("at", 0)))
+        note = f"(as of {age}; {command.provider_name} is not answering right now)"
+        reply = Reply(f"{body['text']}\n{note}", body.get("kind", "answer"))
+    else:
+        reply = Reply(text, "error")
+    return finish(command, request, params, reply, ttl=0, grace=0)
+
+
+def _fan_out(waiting: list[dict[str, Any]], reply: Reply) -> None:
+    results = [_result(request, reply) for request in waiting]
+    for start in range(0, len(results), FAN_OUT_CHUNK):
+        deliver_batch.delay(results[start : start + FAN_OUT_CHUNK])
+
+
+# --- lookup ---------------------------------------------------------------------------------
 @app.task(bind=True, name="lookup", max_retries=None)
-def lookup(self: Task, request: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    settings = get_settings()
+def lookup(
+    self: Task, request: dict[str, Any], params: dict[str, Any], refresh: bool = False, failures: int = 0
+) -> dict[str, Any] | None:
     req = Request.from_dict(request)
     command = registry.get(req.command)
-    if command is None or command.provider is None:
+    if command is None or not command.is_lookup:
         return _result(request, Reply(f"Unknown command /{req.command}.", "error"))
-    attempts = self.request.retries + 1
-    stats = worker_redis().pipeline(transaction=False)
-    stats.incr(keys.INFLIGHT)
-    stats.execute()
+    if command.sources:
+        return fan_out_sources(self, command, request, params, refresh)
+    worker_redis().incr(keys.RUNNING)
     try:
-        return _run(self, req, request, params, command, settings, attempts)
+        result = _lookup(self, command, req, request, params, refresh, failures)
     finally:
-        counters = worker_redis().pipeline(transaction=False)
-        counters.decr(keys.INFLIGHT)
-        counters.execute()
+        worker_redis().decr(keys.RUNNING)
+    return None if refresh else result
 
 
-def _count(command: str, outcome: str) -> None:
-    """Per-minute lookup counters for /stats (lookup:<command>:ok|not_found|error|retry)."""
-    key = keys.stats(int(time.time() // 60))
-    pipe = worker_redis().pipeline(transaction=False)
-    pipe.hincrby(key, f"lookup:{command}:{outcome}", 1)
-    pipe.expire(key, 7200)
-    pipe.execute()
-
-
-def _run(
+def _lookup(
     self: Task,
+    command: registry.Command,
     req: Request,
     request: dict[str, Any],
     params: dict[str, Any],
-    command: registry.Command,
-    settings: Any,
-    attempts: int,
+    refresh: bool,
+    failures: int,
 ) -> dict[str, Any]:
-    assert command.provider is not None
+    settings = get_settings()
     name = command.provider_name
+    assert command.provider is not None
     try:
         text = command.provider(params, upstream())
     except NotFound as exc:
-        reply = Reply(str(exc), "not_found")
-        _cache(command.cache_key(params), reply, settings.NEGATIVE_CACHE_TTL)
         _count(command.name, "not_found")
-        return _result(request, reply)
-    except (RetryableError, SoftTimeLimitExceeded, KeyError, TypeError, ValueError, IndexError) as exc:
-        error = (
-            exc
-            if isinstance(exc, RetryableError)
-            else RetryableError(
-                name, "timeout" if isinstance(exc, SoftTimeLimitExceeded) else "bad_response", repr(exc)[:200]
-            )
+        return finish(command, request, params, Reply(str(exc), "not_found"), settings.NEGATIVE_CACHE_TTL, 0)
+    except QuotaWait as exc:
+        # Over the upstream's rate: wait in the queue, keeping the failure count as it was.
+        raise self.retry(countdown=exc.after, kwargs={"refresh": refresh, "failures": failures}) from None
+    except QuotaExhausted:
+        _count(command.name, "error")
+        return finish_failure(
+            command, request, params, f"{name}'s daily quota is used up. Please try again tomorrow."
         )
-        if self.request.retries < settings.LOOKUP_MAX_RETRIES:
+    except BreakerOpen as exc:
+        _count(command.name, "error")
+        wait = max(1, math.ceil(exc.retry_in))
+        return finish_failure(
+            command, request, params, f"{name} is unavailable right now, try again in {wait} s."
+        )
+    except (RetryableError, SoftTimeLimitExceeded, *BAD_RESPONSE) as exc:
+        if isinstance(exc, RetryableError):
+            error = exc
+        else:
+            kind = "timeout" if isinstance(exc, SoftTimeLimitExceeded) else "bad_response"
+            error = RetryableError(name, kind, repr(exc)[:200])
+        failures += 1
+        if failures <= settings.LOOKUP_MAX_RETRIES:
             countdown = backoff(
-                self.request.retries,
+                failures - 1,
                 settings.LOOKUP_RETRY_BACKOFF,
                 settings.LOOKUP_RETRY_BACKOFF_MAX,
                 error.retry_after,
             )
             log.warning(
-                "%s: %s failed (%s), retry %d in %.2fs", req.request_id, name, error.kind, attempts, countdown
+                "%s: %s failed (%s), retry %d in %.2fs", req.request_id, name, error.kind, failures, countdown
             )
-            raise self.retry(countdown=countdown, exc=error) from None
-        log.error("%s: %s failed %d times, giving up: %s", req.request_id, name, attempts, error)
-        _dead_letter(request, params, str(error), error.kind, attempts)
+            _count(command.name, "retry")
+            raise self.retry(countdown=countdown, kwargs={"refresh": refresh, "failures": failures}) from None
+        log.error("%s: %s failed %d times, giving up: %s", req.request_id, name, failures, error)
+        _dead_letter(request, params, str(error), error.kind, failures)
         _count(command.name, "error")
-        return _result(
-            request,
-            Reply(
-                f"Sorry, {name} is not answering right now (tried {attempts} times). Please try again later.",
-                "error",
-            ),
-        )
+        text = f"Sorry, {name} is not answering right now (tried {failures} times). Please try again later."
+        return finish_failure(command, request, params, text)
     except PermanentError as exc:
         log.error("%s: %s refused the request: %s", req.request_id, name, exc)
         _count(command.name, "error")
-        return _result(
-            request, Reply(f"Sorry, {name} could not answer that ({exc.kind.replace('_', ' ')}).", "error")
-        )
+        text = f"Sorry, {name} could not answer that ({exc.kind.replace('_', ' ')})."
+        return finish_failure(command, request, params, text)
     except Exception as exc:  # a bug in a provider must not leave the user in silence
         log.exception("%s: %s lookup crashed", req.request_id, name)
-        _dead_letter(request, params, repr(exc)[:500], "crash", attempts)
+        _dead_letter(request, params, repr(exc)[:500], "crash", failures + 1)
         _count(command.name, "error")
-        return _result(
-            request, Reply("Sorry, something went wrong with that lookup. It has been logged.", "error")
+        return finish_failure(
+            command, request, params, "Sorry, something went wrong with that lookup. It has been logged."
         )
-
-    reply = Reply(text, "answer")
-    _cache(command.cache_key(params), reply, command.ttl())
     _count(command.name, "ok")
-    return _result(request, reply)
+    return finish(command, request, params, Reply(text, "answer"), command.ttl(), settings.CACHE_GRACE)
 
 
+# --- fan-out lookups (/reviews): one task per source, then a merge --------------------------
+def fan_out_sources(
+    self: Task, command: registry.Command, request: dict[str, Any], params: dict[str, Any], refresh: bool
+) -> Any:
+    from bot.lookups import reviews
+
+    enabled = reviews.enabled_sources(get_settings())
+    if not enabled:
+        result = finish_failure(command, request, params, reviews.NO_KEYS)
+        return None if refresh else result
+    header = [review_source.s(name, params) for name in enabled]
+    body = merge_reviews.s(request, params, refresh)
+    # The chain's deliver (if any) follows the merge: replace() carries it over.
+    return self.replace(chord(header, body))
+
+
+@app.task(bind=True, name="review_source", max_retries=None, ignore_result=False)
+def review_source(self: Task, source: str, params: dict[str, Any], failures: int = 0) -> dict[str, Any]:
+    """One review API. Never fails the chord: after its retries it reports what went wrong."""
+    from bot.lookups import reviews
+
+    settings = get_settings()
+    try:
+        return {"source": source, "places": reviews.fetch(source, params, upstream())}
+    except NotFound:
+        return {"source": source, "places": []}
+    except QuotaWait as exc:
+        raise self.retry(countdown=exc.after, kwargs={"failures": failures}) from None
+    except QuotaExhausted:
+        return {"source": source, "error": "over its daily quota"}
+    except BreakerOpen:
+        return {"source": source, "error": "unavailable"}
+    except (RetryableError, SoftTimeLimitExceeded, *BAD_RESPONSE) as exc:
+        failures += 1
+        kind = exc.kind if isinstance(exc, RetryableError) else "bad_response"
+        if failures <= settings.LOOKUP_MAX_RETRIES:
+            after = exc.retry_after if isinstance(exc, RetryableError) else None
+            countdown = backoff(
+                failures - 1, settings.LOOKUP_RETRY_BACKOFF, settings.LOOKUP_RETRY_BACKOFF_MAX, after
+            )
+            raise self.retry(countdown=countdown, kwargs={"failures": failures}) from None
+        return {"source": source, "error": "timed out" if kind == "timeout" else "not answering"}
+    except PermanentError as exc:
+        return {"source": source, "error": f"refused ({exc.kind.replace('_', ' ')})"}
+
+
+@app.task(name="merge_reviews")
+def merge_reviews(
+    results: list[dict[str, Any]], request: dict[str, Any], params: dict[str, Any], refresh: bool = False
+) -> dict[str, Any] | None:
+    from bot.lookups import reviews
+
+    settings = get_settings()
+    command = registry.get("reviews")
+    assert command is not None
+    text, answered = reviews.merge(results, params)
+    if answered:
+        _count(command.name, "ok")
+        result = finish(command, request, params, Reply(text, "answer"), command.ttl(), settings.CACHE_GRACE)
+    else:
+        _count(command.name, "error")
+        result = finish_failure(command, request, params, text)
+    return None if refresh else result
+
+
+# --- delivery ---------------------------------------------------------------------------------
 @app.task(bind=True, name="deliver", max_retries=None)
-def deliver(self: Task, result: dict[str, Any]) -> None:
+def deliver(self: Task, result: dict[str, Any] | None) -> None:
     """Send the reply; retried on platform back-pressure or outages, never duplicated
     (senders keep per-request markers), dead-lettered when it finally cannot be sent."""
+    if result is None:
+        return
     settings = get_settings()
     req = Request.from_dict(result["request"])
     reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
@@ -213,6 +332,21 @@ def deliver(self: Task, result: dict[str, Any]) -> None:
             log.warning(
                 "%s: delivery deferred (%s), retry %d in %.2fs", req.request_id, reason, attempts, countdown
             )
-            raise self.retry(countdown=countdown, exc=None) from None
+            raise self.retry(countdown=countdown) from None
         log.error("%s: delivery failed for good after %d tries: %s", req.request_id, attempts, reason)
         _dead_letter(result["request"], {"reply": reply.text}, f"delivery: {reason}", "delivery", attempts)
+
+
+@app.task(name="deliver_batch")
+def deliver_batch(results: list[dict[str, Any]]) -> None:
+    """The same reply to many coalesced requests; any that cannot go now get their own
+    `deliver` task with its retries, so one slow chat holds up nobody else."""
+    for result in results:
+        req = Request.from_dict(result["request"])
+        reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
+        try:
+            sender_for(req.platform)(worker_redis(), req, reply)
+        except Undeliverable as exc:
+            log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
+        except (RetryLater, redis.RedisError, OSError):
+            deliver.apply_async((result,), countdown=get_settings().LOOKUP_RETRY_BACKOFF)

@@ -156,7 +156,7 @@ def test_replay_answers_the_original_user(
         ("/ban telegram:abc", "'telegram:abc' is not a telegram user id"),
         ("/ban mastodon:1", "Unknown platform 'mastodon'"),
         ("/unban a b", "/unban takes one user."),
-        ("/flush nosuch", "'nosuch' is not a cached command (fx, wiki)."),
+        ("/flush nosuch", "'nosuch' is not a cached command (fx, reviews, weather, wiki)."),
         ("/flush ping", "'ping' is not a cached command"),
         ("/maintenance sideways", "Say on [MESSAGE] or off."),
         ("/replay", "Give a dead letter's id, or all."),

@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from bot import registry
+from bot import cache, registry
 from bot.devstack import RedisServer
 from bot.main import make_redis
 from bot.pipeline import Pipeline
@@ -60,7 +60,7 @@ def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> 
         fx = registry.get("fx")
         assert fx is not None
         cache_key = fx.cache_key({"amount": "1", "from": "EUR", "to": "USD"})
-        seed.set(cache_key, '{"text": "1 EUR = 1.09 USD", "kind": "answer"}')
+        seed.set(cache_key, cache.encode("1 EUR = 1.09 USD", "answer", 3600))
 
         log = CommandLog(settings.REDIS_URL)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot import outbound, registry
+from bot import cache, outbound, registry
 from bot.senders import RetryLater
 from bot.telegram import render, split_text
 from tests.botprocess import BotProcess
@@ -111,7 +111,7 @@ def test_a_long_answer_is_split_into_messages(tg_chat: Any, redis_client: Any) -
     paragraph = "word " * 900  # 4,500 characters
     long_text = f"{paragraph.strip()}\n\n{paragraph.strip()}"
     key = command.cache_key({"amount": "9", "from": "EUR", "to": "USD"})
-    redis_client.set(key, json.dumps({"text": long_text, "kind": "answer"}))
+    redis_client.set(key, cache.encode(long_text, "answer", 3600))
     tg_chat.send("/fx 9 EUR USD")
     parts = [tg_chat.reply() for _ in range(3)]
     assert all(len(p) <= 4096 for p in parts)

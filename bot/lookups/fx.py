@@ -45,6 +45,7 @@ def _format_amount(value: Decimal) -> str:
     parse=parse,
     ttl_setting="FX_CACHE_TTL",
     provider_name="Frankfurter",
+    breaker="frankfurter",
     options=(
         Option("amount", "how much, e.g. 100", "number"),
         Option("from", "currency code to convert from, e.g. USD"),

@@ -42,6 +42,7 @@ def _shorten(text: str, limit: int) -> str:
     parse=parse,
     ttl_setting="WIKI_CACHE_TTL",
     provider_name="Wikipedia",
+    breaker="wikipedia",
     options=(Option("topic", "the article to look up, e.g. Alan Turing"),),
 )
 def wiki(params: Params, upstream: Upstream) -> str:
