@@ -20,7 +20,8 @@
 -- ARGV[3]  default emission interval in ms (period / count)
 -- ARGV[4]  default burst (messages allowed at once)
 -- ARGV[5]  flags: "a" when the user is an admin (not held by maintenance or bans),
---          "c" to look up the cache (and coalesce, and check the breaker)
+--          "c" to look up the cache (and check the breaker),
+--          "k" to coalesce identical in-flight lookups
 -- ARGV[6]  the request as JSON (kept in the waiters list when the lookup is in flight)
 -- ARGV[7]  in-flight marker TTL in seconds
 -- Cache values are "<fresh_until_ms>:<json>": past fresh_until an entry is stale but may be
@@ -105,7 +106,7 @@ if string.find(flags, 'c', 1, true) then
   if breaker_open then
     return done('open', string.format('%d', open_until - now))
   end
-  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
+  if not string.find(flags, 'k', 1, true) or redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
     return done('miss')
   end
   redis.call('RPUSH', KEYS[7], ARGV[6])

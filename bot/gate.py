@@ -47,13 +47,14 @@ class Gate:
             str(settings.RATE_LIMIT_BURST).encode(),
         )
         self._coalesce_ttl = str(settings.COALESCE_TTL).encode()
+        self._coalesce = "k" if settings.COALESCE else "-"
 
     async def check(
         self, request: Request, cache_key: str | None, is_admin: bool = False, breaker: str = ""
     ) -> Decision:
         user = request.user_key
         seen = keys.seen(request.request_id)
-        flags = ("a" if is_admin else "-") + ("c" if cache_key else "-")
+        flags = ("a" if is_admin else "-") + ("c" if cache_key else "-") + self._coalesce
         ttl, interval, burst = self._constants
         stats = keys.stats(int(time.time() // 60))
         if cache_key:

@@ -17,13 +17,18 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def make_redis(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    """The bot's Redis client. A burst of messages beyond the pool waits for a connection
+    (up to REDIS_TIMEOUT) instead of failing: redis-py's default pool raises
+    MaxConnectionsError at its limit, which would tell users the bot is unavailable."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
+        max_connections=64,
+        timeout=settings.REDIS_TIMEOUT,
         socket_timeout=settings.REDIS_TIMEOUT,
         socket_connect_timeout=settings.REDIS_TIMEOUT,
         health_check_interval=30,
-        max_connections=256,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def has_platform(settings: Settings) -> bool:

@@ -48,6 +48,13 @@ TEST_ENV = {
     "CELERY_QUEUE": "test",
     "LOG_LEVEL": "INFO",
     "ADMINS": "console:admin,telegram:4242,discord:4242",
+    "BREAKER_FAILURES": "5",
+    "BREAKER_WINDOW": "30",
+    "BREAKER_COOLDOWN": "1.5",
+    "UPSTREAM_RATE_LIMITS": "open-meteo-geocoding=4/second",
+    "YELP_API_KEY": "test-yelp-key-0123456789",
+    "FOURSQUARE_API_KEY": "test-foursquare-key-0123456789",
+    "GOOGLE_PLACES_API_KEY": "test-google-key-0123456789",
     # Telegram's outbound limits, scaled down so tests see them bite within seconds.
     "TELEGRAM_GLOBAL_RATE": "10/second",
     "TELEGRAM_CHAT_RATE": "2/second",
@@ -78,6 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CELERY_BROKER_URL"] = f"{_REDIS.url}/1"
     os.environ["FX_API_URL"] = _UPSTREAMS.url("fx")
     os.environ["WIKI_API_URL"] = _UPSTREAMS.url("wiki")
+    os.environ["OPEN_METEO_GEOCODING_URL"] = _UPSTREAMS.url("geocoding")
+    os.environ["OPEN_METEO_URL"] = _UPSTREAMS.url("forecast")
+    os.environ["YELP_API_URL"] = _UPSTREAMS.url("yelp")
+    os.environ["FOURSQUARE_API_URL"] = _UPSTREAMS.url("foursquare")
+    os.environ["GOOGLE_PLACES_API_URL"] = _UPSTREAMS.url("google")
     # The token is given only to the processes that talk to Telegram (worker, bot process),
     # so console-mode subprocesses in other tests stay in console mode.
     os.environ["TELEGRAM_API_URL"] = _TELEGRAM.url

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -54,6 +55,33 @@ ARTICLES = {
 }
 
 
+PLACES = {
+    "paris": {"id": 2988507, "name": "Paris", "latitude": 48.85341, "longitude": 2.3488, "country": "France",
+              "admin1": "Île-de-France", "country_code": "FR", "timezone": "Europe/Paris"},
+    "naples": {"id": 3172394, "name": "Naples", "latitude": 40.85216, "longitude": 14.26811, "country": "Italy",
+               "admin1": "Campania", "country_code": "IT", "timezone": "Europe/Rome"},
+    "london": {"id": 2643743, "name": "London", "latitude": 51.50853, "longitude": -0.12574,
+               "country": "United Kingdom", "admin1": "England", "country_code": "GB", "timezone": "Europe/London"},
+    "oslo": {"id": 3143244, "name": "Oslo", "latitude": 59.91273, "longitude": 10.74609, "country": "Norway",
+             "admin1": "Oslo", "country_code": "NO", "timezone": "Europe/Oslo"},
+    "rome": {"id": 3169070, "name": "Rome", "latitude": 41.89193, "longitude": 12.51133, "country": "Italy",
+             "admin1": "Lazio", "country_code": "IT", "timezone": "Europe/Rome"},
+    "madrid": {"id": 3117735, "name": "Madrid", "latitude": 40.4165, "longitude": -3.70256, "country": "Spain",
+               "admin1": "Madrid", "country_code": "ES", "timezone": "Europe/Madrid"},
+}  # fmt: skip
+
+# Pizza in Naples as each review API describes it: the same places under slightly different
+# names, ratings on different scales, and one same-named place far away (not the same place).
+PIZZA_NAPLES = [
+    # name, lat, lon, yelp (rating, count), foursquare (rating/10, count), google (rating, count)
+    ("L'Antica Pizzeria da Michele", 40.84974, 14.26342, (4.5, 2000), (9.2, 1500), (4.6, 40000)),
+    ("Gino e Toto Sorbillo", 40.85085, 14.25573, (4.5, 1500), (9.0, 1200), (4.5, 30000)),
+    ("Pizzeria Starita", 40.86092, 14.24840, (4.0, 800), None, (4.5, 15000)),
+    ("Concettina ai Tre Santi", 40.85301, 14.25005, None, (9.4, 300), None),
+]
+STARITA_ROME = ("Pizzeria Starita", 41.90300, 12.49640, (4.9, 50))
+
+
 @dataclass
 class Fault:
     status: int = 0  # answer with this status (and a JSON error body)
@@ -72,6 +100,12 @@ class Upstreams:
         app = web.Application()
         app.router.add_get("/fx/latest", self._fx)
         app.router.add_get("/wiki/page/summary/{title:.+}", self._wiki)
+        app.router.add_get("/geocoding/search", self._geocoding)
+        app.router.add_get("/forecast/forecast", self._forecast)
+        app.router.add_get("/yelp/businesses/search", self._yelp)
+        app.router.add_get("/foursquare/places/search", self._foursquare)
+        app.router.add_post("/google/places:searchText", self._google)
+        app.router.add_get("/numbers/{number}", self._numbers)
         self.server = LoopbackServer(app)
 
     # -- test-side controls -------------------------------------------------------
@@ -158,3 +192,88 @@ class Upstreams:
             }
             return web.Response(status=404, text=json.dumps(problem), content_type="application/problem+json")
         return web.json_response(article)
+
+    async def _geocoding(self, request: web.Request) -> web.Response:
+        if (faulted := await self._enter("geocoding", request)) is not None:
+            return faulted
+        place = PLACES.get(request.query.get("name", "").casefold())
+        body: dict[str, Any] = {"generationtime_ms": 0.4}
+        if place:  # Open-Meteo omits "results" when nothing matches
+            body["results"] = [place]
+        return web.json_response(body)
+
+    async def _forecast(self, request: web.Request) -> web.Response:
+        if (faulted := await self._enter("forecast", request)) is not None:
+            return faulted
+        latitude = float(request.query["latitude"])
+        return web.json_response(
+            {
+                "latitude": latitude,
+                "longitude": float(request.query["longitude"]),
+                "current_units": {"temperature_2m": "°C", "apparent_temperature": "°C", "weather_code": "wmo code",
+                                  "wind_speed_10m": "km/h"},
+                "current": {"time": "2026-11-29T12:00", "interval": 900, "temperature_2m": round(latitude / 5, 1),
+                            "apparent_temperature": round(latitude / 5 - 2, 1), "weather_code": 2,
+                            "wind_speed_10m": 14.2},
+            }
+        )  # fmt: skip
+
+    def _pizza(self, query: str, near: str) -> bool:
+        return "pizza" in query.casefold() and near.casefold() in ("naples", "napoli", "")
+
+    async def _yelp(self, request: web.Request) -> web.Response:
+        if (faulted := await self._enter("yelp", request)) is not None:
+            return faulted
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return web.json_response({"error": {"code": "UNAUTHORIZED_ACCESS_TOKEN"}}, status=401)
+        found = self._pizza(request.query.get("term", ""), request.query.get("location", ""))
+        businesses = [
+            {"id": f"y{i}", "name": name, "rating": yelp[0], "review_count": yelp[1],
+             "coordinates": {"latitude": lat, "longitude": lon},
+             "location": {"display_address": ["Via dei Tribunali", "Naples"]}}
+            for i, (name, lat, lon, yelp, _, _) in enumerate(PIZZA_NAPLES) if yelp and found
+        ]  # fmt: skip
+        return web.json_response({"businesses": businesses, "total": len(businesses)})
+
+    async def _foursquare(self, request: web.Request) -> web.Response:
+        if (faulted := await self._enter("foursquare", request)) is not None:
+            return faulted
+        if not request.headers.get("Authorization"):
+            return web.json_response({"message": "missing auth"}, status=401)
+        found = self._pizza(request.query.get("query", ""), request.query.get("near", ""))
+        results = [
+            {"fsq_id": f"f{i}", "name": name.upper() if i == 1 else name, "rating": fsq[0],
+             "stats": {"total_ratings": fsq[1]}, "geocodes": {"main": {"latitude": lat, "longitude": lon}},
+             "location": {"formatted_address": "Naples"}}
+            for i, (name, lat, lon, _, fsq, _) in enumerate(PIZZA_NAPLES) if fsq and found
+        ]  # fmt: skip
+        return web.json_response({"results": results})
+
+    async def _google(self, request: web.Request) -> web.Response:
+        if (faulted := await self._enter("google", request)) is not None:
+            return faulted
+        if not request.headers.get("X-Goog-Api-Key") or not request.headers.get("X-Goog-FieldMask"):
+            return web.json_response({"error": {"code": 403, "status": "PERMISSION_DENIED"}}, status=403)
+        body = await request.json()
+        query = str(body.get("textQuery", ""))
+        found = "pizza" in query.casefold() and "naples" in query.casefold()
+        places = [
+            {"displayName": {"text": name, "languageCode": "it"}, "rating": google[0], "userRatingCount": google[1],
+             "location": {"latitude": lat + 0.0003, "longitude": lon - 0.0002}, "formattedAddress": "Naples, Italy"}
+            for name, lat, lon, _, _, google in PIZZA_NAPLES if google and found
+        ]  # fmt: skip
+        if found:
+            name, lat, lon, (rating, count) = STARITA_ROME
+            places.append({"displayName": {"text": name}, "rating": rating, "userRatingCount": count,
+                           "location": {"latitude": lat, "longitude": lon}, "formattedAddress": "Rome, Italy"})  # fmt: skip
+        return web.json_response({"places": places} if places else {})
+
+    async def _numbers(self, request: web.Request) -> web.Response:
+        if (faulted := await self._enter("numbers", request)) is not None:
+            return faulted
+        number = request.match_info["number"]
+        if number == "404":
+            return web.json_response({"text": "404 is an uninteresting number.", "found": False}, status=404)
+        return web.json_response(
+            {"text": f"{number} is the number of the test.", "number": int(number), "found": True}
+        )
