@@ -126,12 +126,13 @@ async def stats(ctx: AdminContext, params: Params) -> str:
     return "\n".join(lines)
 
 
-async def _queue_depth(settings: Settings) -> str:
-    def measure() -> str:
-        from kombu.exceptions import ChannelError
+def queue_depth_sync(settings: Settings) -> str:
+    """Messages waiting in the broker queue (Redis or RabbitMQ), or why it is unknown."""
+    from kombu.exceptions import ChannelError
 
-        from tasks.app import app
+    from tasks.app import app
 
+    try:
         with app.connection_for_read() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
             try:
@@ -139,9 +140,13 @@ async def _queue_depth(settings: Settings) -> str:
             except ChannelError:
                 return "0"  # the Redis transport keeps no list for an empty queue
             return str(declared.message_count)
+    except Exception as exc:  # broker down: say so in the report rather than fail it
+        return f"unknown ({type(exc).__name__})"
 
+
+async def _queue_depth(settings: Settings) -> str:
     try:
-        return await asyncio.wait_for(asyncio.to_thread(measure), 5)
+        return await asyncio.wait_for(asyncio.to_thread(queue_depth_sync, settings), 5)
     except Exception as exc:  # broker down: say so in the report rather than fail it
         return f"unknown ({type(exc).__name__})"
 

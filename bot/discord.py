@@ -23,7 +23,7 @@ import requests
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from bot import keys, outbound, registry
+from bot import keys, metrics, monitoring, outbound, registry
 from bot import text as text_rules
 from bot.pipeline import Pipeline, parse_command
 from bot.request import Reply, Request
@@ -114,6 +114,7 @@ class DiscordAdapter:
             self.client = discord.Client(**options)
         self.client.event(self.on_interaction)
         self.client.event(self.on_message)
+        self.client.event(self.on_error)
         self._runner: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -145,6 +146,18 @@ class DiscordAdapter:
 
     def routes(self) -> list[Any]:
         return []
+
+    def connected(self) -> bool:
+        """For /readyz: logged in, and every shard of this process has its gateway."""
+        return self.client.is_ready() and not self.client.is_closed()
+
+    async def on_error(self, event: str, *args: Any, **kwargs: Any) -> None:
+        import sys
+
+        log.exception("discord: error in %s", event)
+        error = sys.exc_info()[1]
+        if error is not None:
+            monitoring.capture(error, platform=PLATFORM)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         if interaction.type != discord.InteractionType.application_command:
@@ -301,6 +314,7 @@ def _request(
         if 200 <= status < 300:
             return True
         if status == 429:
+            metrics.OUTBOUND_429.labels(PLATFORM).inc()
             retry_after = _retry_after(response)
             if retry_after > outbound.MAX_INLINE_WAIT:
                 raise RetryLater("discord 429", after=retry_after)

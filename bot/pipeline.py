@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.exceptions
 
-from bot import registry
+from bot import logs, metrics, registry
 from bot.gate import Gate
 from bot.registry import Params, UsageError
 from bot.request import Reply, Request
@@ -87,6 +87,18 @@ class Pipeline:
     ) -> Outcome:
         """Decide what to do with one message. `before_queue` runs just before a miss is
         queued (Discord defers the interaction there, so a worker can edit the answer in)."""
+        logs.request_id.set(request.request_id)
+        outcome = await self._handle(request, before_queue)
+        metrics.count_message(request.platform, request.command[:32], outcome.decision)
+        # No argument text here: what users type stays out of logs (and Sentry breadcrumbs).
+        log.info("%s /%s → %s", request.platform, request.command[:32], outcome.decision)
+        if outcome.reply is not None and request.received_at:
+            metrics.REPLY_LATENCY.labels(request.platform, "immediate").observe(
+                time.time() - request.received_at
+            )
+        return outcome
+
+    async def _handle(self, request: Request, before_queue: Callable[[], Awaitable[None]] | None) -> Outcome:
         is_admin = request.user_key in self.admins
         command = registry.get(request.command)
         problem: Reply | None = None

@@ -24,7 +24,7 @@ from telegram.constants import ChatAction
 from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-from bot import keys, outbound, registry
+from bot import keys, metrics, monitoring, outbound, registry
 from bot import text as text_rules
 from bot.pipeline import Pipeline, celery_enqueue_delivery, parse_command
 from bot.request import Reply, Request
@@ -115,6 +115,11 @@ class TelegramAdapter:
             except TelegramError as exc:  # e.g. the admin has not started a chat with the bot yet
                 log.warning("telegram: admin menu for %s not published: %s", admin, exc)
 
+    def connected(self) -> bool:
+        """For /readyz: the application runs and (in polling mode) its poller too."""
+        polling = self.app.updater is None or self.app.updater.running
+        return bool(self.app.running and polling)
+
     async def disconnect(self) -> None:
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
@@ -204,6 +209,8 @@ class TelegramAdapter:
                     log.info("%s: user blocked the bot; reply dropped", request.request_id)
                     return
                 if status == 429 or status >= 500:
+                    if status == 429:
+                        metrics.OUTBOUND_429.labels(PLATFORM).inc()
                     raise NetworkError(f"telegram {status}")
                 if status != 200:
                     log.warning("%s: telegram refused the reply (%s)", request.request_id, status)
@@ -220,6 +227,8 @@ class TelegramAdapter:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: error while handling an update: %r", context.error)
+        if context.error is not None:
+            monitoring.capture(context.error, platform=PLATFORM)
 
 
 # --- sending from workers ---------------------------------------------------------------------
@@ -290,6 +299,7 @@ def _send_part(
             body = {}
         description = str(body.get("description", ""))[:200]
         if response.status_code == 429:
+            metrics.OUTBOUND_429.labels(PLATFORM).inc()
             retry_after = float((body.get("parameters") or {}).get("retry_after", 1))
             if retry_after > outbound.MAX_INLINE_WAIT:
                 raise RetryLater("telegram 429", after=retry_after)

@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from bot import metrics, monitoring
 from bot.breaker import Breakers
 from bot.quota import acquire as acquire_quota
 from config import Settings
@@ -89,12 +90,21 @@ class Upstream:
         if self.breakers is not None:
             self.breakers.allow(provider)
             acquire_quota(self.redis, self.settings, quota or provider)
+        started = time.monotonic()
         try:
             data = self._call(provider, url, params, not_found, method, json_body, headers)
-        except RetryableError:
-            if self.breakers is not None:
-                self.breakers.failure(provider)
+        except RetryableError as exc:
+            metrics.UPSTREAM_ERRORS.labels(provider, exc.kind).inc()
+            if self.breakers is not None and self.breakers.failure(provider):
+                monitoring.report(
+                    f"circuit breaker open: {provider}",
+                    ["breaker-open", provider],
+                    level="warning",
+                    provider=provider,
+                )
             raise
+        finally:
+            metrics.LOOKUP_DURATION.labels(provider).observe(time.monotonic() - started)
         if self.breakers is not None:
             self.breakers.success(provider)
         return data

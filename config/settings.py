@@ -139,6 +139,15 @@ class Settings(BaseSettings):
     ADMINS: str = Field("console:local", description="platform:user ids allowed admin commands")
     AUDIT_MAX: int = Field(10_000, ge=100, description="admin actions kept in the audit stream")
 
+    # --- operations ---------------------------------------------------------------------
+    LOG_FORMAT: Literal["json", "console"] = Field("json", description="json lines, or console for humans")
+    SENTRY_DSN: SecretStr = Field(SecretStr(""), description="empty: Sentry off")
+    SENTRY_ENVIRONMENT: str = "production"
+    SENTRY_RELEASE: str = ""
+    SENTRY_TRACES_SAMPLE_RATE: float = Field(0.0, ge=0, le=1)
+    SENTRY_SEND_PII: bool = False
+    WORKER_METRICS_PORT: int = Field(9100, ge=0, le=65535, description="worker /metrics; 0: off")
+
     LOG_LEVEL: str = "INFO"
 
     @field_validator(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+import os
+
+from celery import Celery, signals
 
 from config import get_settings
 
@@ -51,3 +54,62 @@ app.conf.update(
     worker_send_task_events=False,
     worker_redirect_stdouts=False,
 )
+
+
+# --- process set-up: logs, Sentry, metrics ------------------------------------------------
+@signals.setup_logging.connect
+def _setup_logging(**_: object) -> None:
+    # Connected, so Celery leaves the root logger to us: JSON lines with request ids.
+    from bot import logs
+
+    logs.setup(settings, "worker")
+
+
+@signals.celeryd_init.connect
+@signals.worker_process_init.connect
+@signals.beat_init.connect
+def _init_sentry(**_: object) -> None:
+    from bot import monitoring
+
+    monitoring.init(settings, "worker")
+
+
+@signals.worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    """/metrics of the whole worker (all pool processes) on WORKER_METRICS_PORT."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not settings.WORKER_METRICS_PORT or not directory:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    for stale in os.listdir(directory):  # values of an earlier worker run
+        if stale.endswith(".db"):
+            os.remove(os.path.join(directory, stale))
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    try:
+        start_http_server(settings.WORKER_METRICS_PORT, registry=registry)
+    except OSError as exc:
+        logging.getLogger(__name__).error(
+            "worker metrics: port %s unavailable: %s", settings.WORKER_METRICS_PORT, exc
+        )
+
+
+@signals.worker_process_shutdown.connect
+def _process_gone(pid: int | None = None, **_: object) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and pid:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+@signals.task_prerun.connect
+def _request_id(args: tuple[object, ...] | None = None, **_: object) -> None:
+    """Every log line of a task carries the request id of the message it serves."""
+    from bot import logs
+
+    first = args[0] if args else None
+    if isinstance(first, dict):
+        request = first.get("request", first)
+        if isinstance(request, dict) and "request_id" in request:
+            logs.request_id.set(str(request["request_id"]))

@@ -20,7 +20,7 @@ import redis
 from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
 
-from bot import cache, keys, registry
+from bot import cache, keys, metrics, monitoring, registry
 from bot.breaker import BreakerOpen
 from bot.pipeline import age_text
 from bot.quota import QuotaExhausted, QuotaWait
@@ -98,6 +98,7 @@ def _dead_letter(
         "attempts": attempts,
         "at": time.time(),
     }
+    metrics.DEAD_LETTERS.labels(kind).inc()
     pipe = worker_redis().pipeline()
     pipe.lpush(keys.DEAD_LETTERS, json.dumps(entry))
     pipe.ltrim(keys.DEAD_LETTERS, 0, keys.DEAD_LETTERS_MAX - 1)
@@ -218,8 +219,18 @@ def _lookup(
                 "%s: %s failed (%s), retry %d in %.2fs", req.request_id, name, error.kind, failures, countdown
             )
             _count(command.name, "retry")
+            metrics.RETRIES.labels(error.provider).inc()
             raise self.retry(countdown=countdown, kwargs={"refresh": refresh, "failures": failures}) from None
         log.error("%s: %s failed %d times, giving up: %s", req.request_id, name, failures, error)
+        monitoring.report(
+            f"{error.provider} lookup failed after {failures} tries: {error.kind}",
+            ["lookup-exhausted", error.provider, error.kind],
+            platform=req.platform,
+            command=req.command,
+            provider=error.provider,
+            request_id=req.request_id,
+            attempts=failures,
+        )
         _dead_letter(request, params, str(error), error.kind, failures)
         _count(command.name, "error")
         text = f"Sorry, {name} is not answering right now (tried {failures} times). Please try again later."
@@ -231,12 +242,14 @@ def _lookup(
         return finish_failure(command, request, params, text)
     except Exception as exc:  # a bug in a provider must not leave the user in silence
         log.exception("%s: %s lookup crashed", req.request_id, name)
+        monitoring.capture(exc, platform=req.platform, command=req.command, request_id=req.request_id)
         _dead_letter(request, params, repr(exc)[:500], "crash", failures + 1)
         _count(command.name, "error")
         return finish_failure(
             command, request, params, "Sorry, something went wrong with that lookup. It has been logged."
         )
     _count(command.name, "ok")
+    log.info("%s: lookup /%s answered after %d failed tries", req.request_id, command.name, failures)
     return finish(command, request, params, Reply(text, "answer"), command.ttl(), settings.CACHE_GRACE)
 
 
@@ -318,8 +331,10 @@ def deliver(self: Task, result: dict[str, Any] | None) -> None:
     attempts = self.request.retries + 1
     try:
         sender_for(req.platform)(worker_redis(), req, reply)
+        _delivered(req)
     except Undeliverable as exc:
         log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
+        metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
     except (RetryLater, redis.RedisError, OSError) as exc:
         # OSError covers requests' connection errors; str() of those can hold a URL with a
         # bot token, so only the class name is logged.
@@ -334,7 +349,22 @@ def deliver(self: Task, result: dict[str, Any] | None) -> None:
             )
             raise self.retry(countdown=countdown) from None
         log.error("%s: delivery failed for good after %d tries: %s", req.request_id, attempts, reason)
+        metrics.DELIVERIES.labels(req.platform, "failed").inc()
+        monitoring.report(
+            f"delivery to {req.platform} failed: {reason}",
+            ["delivery-failed", req.platform, reason.split(":")[0]],
+            platform=req.platform,
+            command=req.command,
+            request_id=req.request_id,
+        )
         _dead_letter(result["request"], {"reply": reply.text}, f"delivery: {reason}", "delivery", attempts)
+
+
+def _delivered(req: Request) -> None:
+    log.info("%s: reply delivered on %s", req.request_id, req.platform)
+    metrics.DELIVERIES.labels(req.platform, "sent").inc()
+    if req.received_at:
+        metrics.REPLY_LATENCY.labels(req.platform, "worker").observe(max(0.0, time.time() - req.received_at))
 
 
 @app.task(name="deliver_batch")
@@ -346,6 +376,7 @@ def deliver_batch(results: list[dict[str, Any]]) -> None:
         reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
         try:
             sender_for(req.platform)(worker_redis(), req, reply)
+            _delivered(req)
         except Undeliverable as exc:
             log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
         except (RetryLater, redis.RedisError, OSError):

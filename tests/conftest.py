@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from bot.devstack import RedisServer
+from bot.devstack import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +33,7 @@ _REDIS: RedisServer | None = None
 _UPSTREAMS: Any = None
 _TELEGRAM: Any = None
 _DISCORD: Any = None
+_SENTRY: Any = None
 
 # Small numbers so retries and limits play out in well under a second.
 TEST_ENV = {
@@ -65,12 +66,13 @@ TEST_ENV = {
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start Redis and the upstream emulators before any test module imports settings."""
-    global _REDIS, _UPSTREAMS, _TELEGRAM, _DISCORD
+    global _REDIS, _UPSTREAMS, _TELEGRAM, _DISCORD, _SENTRY
     if hasattr(config, "workerinput"):
         return
     from tests.chat_discord import TOKEN as DISCORD_TOKEN
     from tests.chat_telegram import TOKEN
     from tests.emulators.discord import DiscordEmulator
+    from tests.emulators.sentry import SentryEmulator
     from tests.emulators.telegram import TelegramEmulator
     from tests.emulators.upstreams import Upstreams
 
@@ -78,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _UPSTREAMS = Upstreams().start()
     _TELEGRAM = TelegramEmulator(TOKEN).start()
     _DISCORD = DiscordEmulator(DISCORD_TOKEN).start()
+    _SENTRY = SentryEmulator().start()
     os.environ.update(TEST_ENV)
     # App data in db 0, the Celery broker in db 1: tests flush db 0 between them without
     # touching kombu's queue bindings.
@@ -93,11 +96,15 @@ def pytest_configure(config: pytest.Config) -> None:
     # The token is given only to the processes that talk to Telegram (worker, bot process),
     # so console-mode subprocesses in other tests stay in console mode.
     os.environ["TELEGRAM_API_URL"] = _TELEGRAM.url
+    os.environ["SENTRY_DSN"] = _SENTRY.dsn
+    os.environ["SENTRY_ENVIRONMENT"] = "test"
     os.environ["DISCORD_API_URL"] = _DISCORD.api_url
     os.environ["DISCORD_GATEWAY_URL"] = _DISCORD.gateway_url
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SENTRY:
+        _SENTRY.stop()
     if _DISCORD:
         _DISCORD.stop()
     if _TELEGRAM:
@@ -190,7 +197,13 @@ def worker(redis_server: RedisServer) -> Iterator[Worker]:
     from tests.chat_discord import TOKEN as DISCORD_TOKEN
     from tests.chat_telegram import TOKEN
 
-    w = Worker({**os.environ, "TELEGRAM_TOKEN": TOKEN, "DISCORD_TOKEN": DISCORD_TOKEN}).start()
+    env = {
+        **os.environ,
+        "TELEGRAM_TOKEN": TOKEN,
+        "DISCORD_TOKEN": DISCORD_TOKEN,
+        "WORKER_METRICS_PORT": str(free_port()),
+    }
+    w = Worker(env).start()
     yield w
     w.stop()
 
@@ -327,3 +340,9 @@ def make_discord_chat(discord_emulator: Any) -> Callable[..., Any]:
         )
 
     return make
+
+
+@pytest.fixture
+def sentry() -> Any:
+    """The local Sentry endpoint every bot and worker process of the suite reports to."""
+    return _SENTRY

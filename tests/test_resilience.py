@@ -26,7 +26,7 @@ from tests.emulators.upstreams import Fault
 @pytest.fixture
 def second_worker(worker: Worker) -> Iterator[Worker]:
     """Another worker process on the same queue: state must be shared through Redis."""
-    extra = Worker(dict(worker.env), name="w2").start()
+    extra = Worker({**worker.env, "WORKER_METRICS_PORT": "0"}, name="w2").start()
     yield extra
     extra.stop()
 

@@ -68,7 +68,7 @@ def rabbitmq_url() -> str:
 
 def test_the_same_flow_works_with_rabbitmq_as_broker(rabbitmq_url: str, upstreams) -> None:
     queue = f"test-amqp-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "CELERY_BROKER_URL": rabbitmq_url, "CELERY_QUEUE": queue}
+    env = {**os.environ, "CELERY_BROKER_URL": rabbitmq_url, "CELERY_QUEUE": queue, "WORKER_METRICS_PORT": "0"}
     worker = Worker(env, concurrency=1, name="amqp").start()
     try:
         result = subprocess.run(

@@ -1,0 +1,39 @@
+"""Beat's periodic jobs: a heartbeat for /health and /readyz, and dead-letter alerts."""
+
+from __future__ import annotations
+
+import time
+
+from bot import keys, monitoring
+from tasks.app import app
+from tasks.lookup import worker_redis
+
+HEARTBEAT_EVERY = 30.0
+DEAD_LETTER_CHECK_EVERY = 60.0
+_LAST_DEAD = "deadletters:last_seen_count"
+
+
+@app.task(name="beat_heartbeat", ignore_result=True)
+def beat_heartbeat() -> None:
+    worker_redis().set(keys.BEAT_SEEN, f"{time.time():.3f}", ex=3600)
+
+
+@app.task(name="dead_letter_alert", ignore_result=True)
+def dead_letter_alert() -> None:
+    """Tell Sentry when the dead-letter list grew since the last check."""
+    client = worker_redis()
+    now = int(client.llen(keys.DEAD_LETTERS))
+    before = int(client.getset(_LAST_DEAD, now) or 0)
+    if now > before:
+        monitoring.report(
+            f"{now - before} new dead letter(s), {now} pending",
+            ["dead-letters-growing"],
+            level="warning",
+            pending=now,
+        )
+
+
+app.conf.beat_schedule = {
+    "heartbeat": {"task": "beat_heartbeat", "schedule": HEARTBEAT_EVERY},
+    "dead-letter-alert": {"task": "dead_letter_alert", "schedule": DEAD_LETTER_CHECK_EVERY},
+}

@@ -1,0 +1,387 @@
+"""Operations: Sentry events and scrubbing, metrics, health and readiness, JSON logs with one
+request id end to end, and the deploy files (compose, Prometheus, Grafana, nginx)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from bot import monitoring
+from bot.devstack import free_port
+from tests.botprocess import BotProcess
+from tests.chat_discord import TOKEN as DISCORD_TOKEN
+from tests.chat_discord import discord_bot
+from tests.chat_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.chat_telegram import telegram_bot
+from tests.conftest import ROOT, TEST_ENV, wait_until
+from tests.emulators.upstreams import Fault
+
+SECRETS = [TELEGRAM_TOKEN, TELEGRAM_TOKEN.split(":")[1], DISCORD_TOKEN, TEST_ENV["YELP_API_KEY"],
+           TEST_ENV["FOURSQUARE_API_KEY"], TEST_ENV["GOOGLE_PLACES_API_KEY"]]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def webhook_bot(worker: Any) -> Iterator[BotProcess]:
+    from tests.conftest import _TELEGRAM
+
+    _TELEGRAM.reset()
+    bot = telegram_bot(_TELEGRAM, mode="webhook").start()
+    yield bot
+    assert bot.stop() == 0
+    _TELEGRAM.state.webhook_url = ""
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+    return lines
+
+
+# --- Sentry -----------------------------------------------------------------------------------
+def test_exhausted_lookup_reaches_sentry_grouped_and_tagged_without_secrets(
+    webhook_bot: BotProcess, make_tg_chat: Any, upstreams: Any, sentry: Any
+) -> None:
+    upstreams.script("fx", *[Fault(status=503)] * 4)
+    chat = make_tg_chat()
+    update = chat.send("/fx 77 USD EUR")
+    assert "not answering" in chat.reply(timeout=20)
+    request_id = f"telegram:{update['update_id']}"
+    events = wait_until(lambda: sentry.find(request_id=request_id), timeout=15)
+    event = events[0]
+    assert event["fingerprint"] == ["lookup-exhausted", "frankfurter", "http_503"]
+    tags = dict(event["tags"])
+    assert tags["platform"] == "telegram" and tags["command"] == "fx" and tags["provider"] == "frankfurter"
+    raw = sentry.raw_text()
+    for secret in SECRETS:
+        assert secret not in raw, "a token or key reached Sentry"
+    assert "77 USD EUR" not in raw, "message text reached Sentry without SENTRY_SEND_PII"
+
+
+def test_a_breaker_opening_is_reported(make_chat: Any, upstreams: Any, sentry: Any) -> None:
+    upstreams.script("wiki", *[Fault(status=500)] * 8)
+    for topic in ("Alan Turing", "Ada Lovelace"):
+        chat = make_chat()
+        chat.send(f"/wiki {topic}")
+        chat.reply(timeout=20)
+    assert wait_until(
+        lambda: [e for e in sentry.events if e.get("fingerprint") == ["breaker-open", "wikipedia"]],
+        timeout=15,
+    )
+
+
+def test_before_send_scrubs_tokens_keys_and_user_text() -> None:
+    from config import Settings
+
+    monitoring.configure_scrubbing(Settings(TELEGRAM_TOKEN=TELEGRAM_TOKEN, DISCORD_TOKEN=DISCORD_TOKEN))
+    event = {
+        "message": f"POST https://api.telegram.org/bot{TELEGRAM_TOKEN}/sendMessage failed",
+        "request": {"headers": {"Authorization": f"Bot {DISCORD_TOKEN}"}},
+        "extra": {"args": "my secret question", "nested": [f"token {TELEGRAM_TOKEN}"]},
+        "user": {"username": "ann"},
+        "breadcrumbs": {"values": [{"message": "bot7000001:AAH-something-long-enough-to-be-a-token"}]},
+    }
+    cleaned = json.dumps(monitoring.before_send(event, {}))
+    assert TELEGRAM_TOKEN not in cleaned and DISCORD_TOKEN not in cleaned
+    assert "my secret question" not in cleaned and "ann" not in cleaned
+    assert "AAH-something" not in cleaned
+
+
+# --- metrics, health, readiness ----------------------------------------------------------------------
+def _metric_names(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        match = re.match(r"(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)", line)
+        if match:
+            names.add(match[1])
+    return names
+
+
+def _used_metric_names() -> set[str]:
+    dashboard = json.loads((ROOT / "grafana" / "dashboards" / "chatbot.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((ROOT / "prometheus" / "alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    return {m for e in exprs for m in re.findall(r"\b(chatbot_[a-z0-9_]+)", e)}
+
+
+def test_every_metric_on_dashboard_and_alerts_is_exported(
+    webhook_bot: BotProcess, make_tg_chat: Any, worker: Any, upstreams: Any
+) -> None:
+    upstreams.script("fx", Fault(status=503))
+    chat = make_tg_chat()
+    chat.send("/fx 31 USD EUR")  # a retry, an upstream error, a lookup, a delivery
+    chat.reply(timeout=20)
+    chat.send("/fx 31 USD EUR")  # a hit
+    chat.reply()
+    exported = _metric_names(requests.get(f"{webhook_bot.url}/metrics", timeout=10).text)
+    port = worker.env["WORKER_METRICS_PORT"]
+    exported |= _metric_names(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+    for name in sorted(_used_metric_names()):
+        assert name in exported, f"{name} is used by the dashboard or an alert but no process exports it"
+
+
+def test_worker_metrics_add_up_across_pool_processes(worker: Any, make_chat: Any) -> None:
+    port = worker.env["WORKER_METRICS_PORT"]
+
+    def lookups() -> float:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        return sum(
+            float(v)
+            for v in re.findall(
+                r'^chatbot_lookup_duration_seconds_count\{provider="wikipedia"\} (\S+)', text, re.M
+            )
+        )
+
+    before = lookups()
+    chats = [make_chat() for _ in range(4)]
+    for n, chat in enumerate(chats):
+        chat.send(f"/wiki Topic number {n}")
+    for chat in chats:
+        chat.reply()
+    assert lookups() - before == 4, "every pool process' lookups are counted"
+
+
+def test_health_and_readiness(webhook_bot: BotProcess) -> None:
+    assert requests.get(f"{webhook_bot.url}/healthz", timeout=5).json() == {"status": "ok"}
+    ready = requests.get(f"{webhook_bot.url}/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"redis": "ok", "broker": "ok", "telegram": "ok"}}
+
+
+def test_not_ready_without_redis_says_why(discord_emulator: Any) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    bot = discord_bot(discord_emulator, {"REDIS_URL": dead, "CELERY_BROKER_URL": dead, "REDIS_TIMEOUT": "1"})
+    try:
+        bot.start()
+        answer = requests.get(f"{bot.url}/readyz", timeout=15)
+        assert answer.status_code == 503
+        checks = answer.json()["checks"]
+        assert checks["redis"] != "ok" and checks["broker"] != "ok"
+        assert wait_until(
+            lambda: requests.get(f"{bot.url}/readyz", timeout=15).json()["checks"]["discord"] == "ok"
+        )
+    finally:
+        bot.stop()
+    wait_until(lambda: not discord_emulator.connected_shards())
+
+
+# --- logs -----------------------------------------------------------------------------------------------
+def test_one_request_id_from_adapter_through_lookup_and_deliver(
+    webhook_bot: BotProcess, make_tg_chat: Any, worker: Any
+) -> None:
+    chat = make_tg_chat()
+    update = chat.send("/fx 42 GBP EUR")
+    chat.reply()
+    request_id = f"telegram:{update['update_id']}"
+    bot_lines = [line for line in json_lines(webhook_bot.logs()) if line.get("request_id") == request_id]
+    assert any("telegram /fx → miss" in line["message"] for line in bot_lines)
+    worker_lines = wait_until(
+        lambda: [
+            line
+            for line in json_lines(worker.logs())
+            if line.get("request_id") == request_id and "delivered" in line["message"]
+        ],
+        timeout=10,
+    )
+    assert worker_lines
+    lookup_lines = [line for line in json_lines(worker.logs()) if line.get("request_id") == request_id]
+    assert any("lookup /fx answered" in line["message"] for line in lookup_lines)
+    assert all({"time", "level", "logger", "component"} <= set(line) for line in bot_lines + lookup_lines)
+    everything = webhook_bot.logs() + worker.logs()
+    for secret in SECRETS:
+        assert secret not in everything
+
+
+def test_console_log_format_for_humans(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LOG_FORMAT": "console",
+        "LOG_LEVEL": "DEBUG",
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=ROOT,
+        env=env,
+        input="/ping\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "temporarily unavailable" in result.stdout
+    assert not result.stderr.lstrip().startswith("{"), "console format is not JSON"
+
+
+# --- deploy files -------------------------------------------------------------------------------------------
+COMPOSE_SCHEMA = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    import jsonschema
+
+    if not COMPOSE_SCHEMA.exists():
+        pytest.skip("the Compose Specification schema ships with Debian's docker-compose; not installed")
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    jsonschema.Draft201909Validator(schema).validate(compose)
+    assert {"redis", "bot", "worker", "beat", "prometheus", "grafana", "nginx"} <= set(compose["services"])
+    assert compose["services"]["nginx"]["profiles"] == ["webhook"]
+
+
+def test_docker_compose_config_passes(tmp_path: Path) -> None:
+    tool = shutil.which("docker-compose")
+    if not tool:
+        pytest.skip("docker-compose is not installed (Debian package docker-compose)")
+    for item in ("docker-compose.yml", "Dockerfile", "prometheus", "grafana", "nginx"):
+        source = ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
+    (tmp_path / ".env").write_text("")
+    for profile in ([], ["--profile", "webhook"]):
+        result = subprocess.run(
+            [tool, *profile, "config", "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def test_dockerfile_runs_as_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^USER (?!root)\S+", text, re.M)
+
+
+def test_procfile_has_bot_worker_and_beat() -> None:
+    entries = dict(
+        line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
+    assert entries == {"bot": "python -m bot", "worker": "celery -A tasks worker --loglevel=INFO",
+                       "beat": "celery -A tasks beat --loglevel=INFO"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("what", "path"), [("config", "prometheus/prometheus.yml"), ("rules", "prometheus/alerts.yml")]
+)
+def test_promtool_accepts_the_prometheus_files(what: str, path: str) -> None:
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    result = subprocess.run(
+        [promtool, "check", what, str(ROOT / path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_provisioning_parses() -> None:
+    dashboard = json.loads((ROOT / "grafana" / "dashboards" / "chatbot.json").read_text())
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in (
+        "traffic",
+        "hit ratio",
+        "latency",
+        "errors",
+        "retries",
+        "queue",
+        "breakers",
+        "dead letters",
+    ):
+        assert topic in titles
+    datasource = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert datasource["datasources"][0]["uid"] == "prometheus"
+
+
+# --- nginx in front of two replicas -------------------------------------------------------------
+def _render_nginx(port: int, upstreams: list[int]) -> str:
+    template = (ROOT / "nginx" / "templates" / "chatbot.conf.template").read_text()
+    servers = " ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams)
+    return template.replace("${NGINX_UPSTREAM_SERVERS}", servers).replace(
+        "${NGINX_PORT}", f"127.0.0.1:{port}"
+    )
+
+
+@pytest.fixture
+def nginx_stack(worker: Any) -> Iterator[tuple[str, list[BotProcess]]]:
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not binary:
+        pytest.skip("nginx is not installed (Debian package nginx)")
+    from tests.conftest import _TELEGRAM
+
+    _TELEGRAM.reset()
+    port = free_port()
+    bots = [telegram_bot(_TELEGRAM, mode="webhook") for _ in range(2)]
+    for bot in bots:
+        bot.env["TELEGRAM_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/telegram/webhook"
+    root = Path(tempfile.mkdtemp(prefix="nginx-"))
+    (root / "logs").mkdir()
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"worker_processes 1;\nerror_log {root}/logs/error.log;\npid {root}/nginx.pid;\n"
+        "events { worker_connections 256; }\n"
+        f"http {{\n access_log off;\n client_body_temp_path {root}/body;\n proxy_temp_path {root}/proxy;\n"
+        f" {_render_nginx(port, [b.port for b in bots])}\n}}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "-p", str(root), "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.PIPE
+    )
+    try:
+        wait_until(lambda: _up(f"http://127.0.0.1:{port}/nginx-health"), timeout=10)
+        for bot in bots:
+            bot.start()
+        yield f"http://127.0.0.1:{port}", bots
+    finally:
+        for bot in bots:
+            bot.stop()
+        process.terminate()
+        process.wait(10)
+        _TELEGRAM.state.webhook_url = ""
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _up(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def _served(bot: BotProcess) -> float:
+    text = requests.get(f"{bot.url}/metrics", timeout=10).text
+    return sum(
+        float(v)
+        for v in re.findall(r'^chatbot_messages_total\{[^}]*platform="telegram"[^}]*\} (\S+)', text, re.M)
+    )
+
+
+def test_nginx_spreads_updates_over_replicas_and_survives_losing_one(
+    nginx_stack: tuple[str, list[BotProcess]], make_tg_chat: Any, telegram: Any
+) -> None:
+    _, bots = nginx_stack
+    chats = [make_tg_chat() for _ in range(12)]
+    for chat in chats:
+        chat.send("/ping")
+    for chat in chats:
+        assert chat.reply() == "pong"
+        chat.assert_no_reply(within=0.05)
+    assert all(_served(bot) > 0 for bot in bots), "both replicas served traffic"
+    bots[0].kill()
+    later = [make_tg_chat() for _ in range(8)]
+    for chat in later:
+        chat.send("/ping")
+    for chat in later:
+        assert chat.reply(timeout=20) == "pong"
+    for chat in chats + later:
+        chat.assert_no_reply(within=0.05)
