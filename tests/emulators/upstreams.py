@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 import time
 from collections import defaultdict, deque
@@ -97,6 +98,10 @@ class Upstreams:
         self.calls: dict[str, list[float]] = defaultdict(list)
         self.latency: dict[str, float] = defaultdict(float)
         self.user_agents: list[str] = []
+        # Random faults per provider: (share of 503s, share of timeouts), from a seeded RNG.
+        self.random_faults: dict[str, tuple[float, float]] = {}
+        self._rng = random.Random(1234)
+        self.timeout_delay = 1.5
         app = web.Application()
         app.router.add_get("/fx/latest", self._fx)
         app.router.add_get("/wiki/page/summary/{title:.+}", self._wiki)
@@ -130,6 +135,7 @@ class Upstreams:
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
+            self.random_faults.clear()
             self.calls.clear()
             self.latency.clear()
             self.user_agents.clear()
@@ -141,6 +147,13 @@ class Upstreams:
             self.user_agents.append(request.headers.get("User-Agent", ""))
             fault = self._faults[provider].popleft() if self._faults[provider] else None
             latency = self.latency[provider]
+            if fault is None and provider in self.random_faults:
+                errors, timeouts = self.random_faults[provider]
+                roll = self._rng.random()
+                if roll < errors:
+                    fault = Fault(status=503)
+                elif roll < errors + timeouts:
+                    fault = Fault(delay=self.timeout_delay)
         if latency:
             await asyncio.sleep(latency)  # emulated upstream latency
         if fault is None:
