@@ -102,6 +102,8 @@ class Upstreams:
         self.random_faults: dict[str, tuple[float, float]] = {}
         self._rng = random.Random(1234)
         self.timeout_delay = 1.5
+        # Latency drawn uniformly from a range per provider (load tests: 0.3-3 s).
+        self.latency_range: dict[str, tuple[float, float]] = {}
         app = web.Application()
         app.router.add_get("/fx/latest", self._fx)
         app.router.add_get("/wiki/page/summary/{title:.+}", self._wiki)
@@ -136,6 +138,7 @@ class Upstreams:
         with self._lock:
             self._faults.clear()
             self.random_faults.clear()
+            self.latency_range.clear()
             self.calls.clear()
             self.latency.clear()
             self.user_agents.clear()
@@ -147,6 +150,8 @@ class Upstreams:
             self.user_agents.append(request.headers.get("User-Agent", ""))
             fault = self._faults[provider].popleft() if self._faults[provider] else None
             latency = self.latency[provider]
+            if provider in self.latency_range:
+                latency = self._rng.uniform(*self.latency_range[provider])
             if fault is None and provider in self.random_faults:
                 errors, timeouts = self.random_faults[provider]
                 roll = self._rng.random()

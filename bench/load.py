@@ -1,0 +1,252 @@
+"""Load benchmark: our stack against a bare python-telegram-bot bot, same load, side by side.
+
+    .venv/bin/python bench/load.py [--users 40] [--seconds 45] [--fault-rate 0.05]
+
+Both bots run in Telegram webhook mode against the Bot API emulator; N simulated users each
+send a request, wait for the answer, think 0.2-1 s, and go again, for the given time. The
+queries follow a Zipf distribution over a catalogue of /fx and /wiki lookups; the emulated
+upstreams answer in 0.3-3 s, failing with 503 at --fault-rate. Prints messages/s, reply
+latency percentiles split by hit (the query was answered before) and miss, upstream calls
+against requests, Redis commands per message, lost and duplicate replies, bot RSS, and the
+ratios. Prints figures; never fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+import requests  # noqa: E402
+
+from bot.devstack import RedisServer, free_port  # noqa: E402
+from tests.emulators.telegram import TelegramEmulator  # noqa: E402
+from tests.emulators.upstreams import Upstreams  # noqa: E402
+
+TOKEN = "7000001:AAH-load-test-token_0123456789abcdef"
+SECRET = "load-secret-0123456789"
+TOPICS = ["Alan Turing", "AT&T", "Mercury", "Everyone"] + [f"Topic {n}" for n in range(46)]
+
+
+def catalogue() -> list[str]:
+    fx = [f"/fx {n} EUR USD" for n in range(1, 51)]
+    wiki = [f"/wiki {t}" for t in TOPICS]
+    mixed = [q for pair in zip(fx, wiki, strict=True) for q in pair]
+    return mixed
+
+
+def zipf_weights(n: int, s: float = 1.1) -> list[float]:
+    return [1 / (rank**s) for rank in range(1, n + 1)]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)  # poll until the server answers
+    raise RuntimeError(f"{url} did not answer")
+
+
+def drive(telegram: TelegramEmulator, users: int, seconds: float, rss_of: int) -> dict[str, Any]:
+    queries = catalogue()
+    weights = zipf_weights(len(queries))
+    answered_before: set[str] = set()
+    lock = threading.Lock()
+    samples: list[tuple[str, float]] = []  # (hit|miss, latency)
+    sent = lost = 0
+    rss_peak = 0.0
+    stop_at = time.monotonic() + seconds
+    chat_ids = [90_000_000 + n for n in range(users)]
+
+    def user(chat: int, seed: int) -> None:
+        nonlocal sent, lost
+        rng = random.Random(seed)
+        while time.monotonic() < stop_at:
+            query = rng.choices(queries, weights)[0]
+            with lock:
+                kind = "hit" if query in answered_before else "miss"
+                sent += 1
+            before = len(telegram.messages(chat))
+            started = time.monotonic()
+            telegram.push(telegram.message_update(chat, chat, query))
+            if telegram.wait_for(lambda before=before: len(telegram.messages(chat)) > before, 30):
+                with lock:
+                    samples.append((kind, time.monotonic() - started))
+                    answered_before.add(query)
+            else:
+                with lock:
+                    lost += 1
+            time.sleep(rng.uniform(0.2, 1.0))  # think time of a chat user
+
+    threads = [threading.Thread(target=user, args=(c, n), daemon=True) for n, c in enumerate(chat_ids)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        rss_peak = max(rss_peak, rss_mb(rss_of))
+        time.sleep(0.5)  # sampling the bot's memory while the load runs
+    elapsed = time.monotonic() - started
+    time.sleep(2)  # late duplicates would arrive now
+    replies = sum(len(telegram.messages(c)) for c in chat_ids)
+    answered = len(samples)
+    return {
+        "sent": sent,
+        "answered": answered,
+        "lost": lost,
+        "duplicates": max(0, replies - answered),
+        "per_s": answered / elapsed,
+        "samples": samples,
+        "rss": rss_peak,
+    }
+
+
+def percentiles(values: list[float]) -> str:
+    if len(values) < 2:
+        return "n/a"
+    q = statistics.quantiles(values, n=100)
+    return f"{q[49] * 1000:7.0f} {q[94] * 1000:7.0f} {q[98] * 1000:7.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=45)
+    parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--min-latency", type=float, default=0.3)
+    parser.add_argument("--max-latency", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="worker processes (ours)")
+    args = parser.parse_args()
+
+    server = RedisServer().start()
+    upstreams = Upstreams().start()
+    telegram = TelegramEmulator(TOKEN).start()
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for variant in ("ours", "baseline"):
+            redis.Redis.from_url(f"{server.url}/0").flushall()
+            upstreams.reset()
+            telegram.reset()
+            telegram.state.webhook_url = ""
+            for provider in ("fx", "wiki"):
+                upstreams.latency_range[provider] = (args.min_latency, args.max_latency)
+                upstreams.random_faults[provider] = (args.fault_rate, 0.0)
+            port = free_port()
+            env = {
+                **os.environ,
+                "REDIS_URL": f"{server.url}/0",
+                "CELERY_BROKER_URL": f"{server.url}/1",
+                "FX_API_URL": upstreams.url("fx"),
+                "WIKI_API_URL": upstreams.url("wiki"),
+                "TELEGRAM_TOKEN": TOKEN,
+                "TELEGRAM_API_URL": telegram.url,
+                "TELEGRAM_MODE": "webhook",
+                "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/webhook",
+                "TELEGRAM_WEBHOOK_SECRET": SECRET,
+                "TELEGRAM_GLOBAL_RATE": "1000/second",
+                "TELEGRAM_CHAT_RATE": "100/second",
+                "HTTP_HOST": "127.0.0.1",
+                "HTTP_PORT": str(port),
+                "RATE_LIMIT": "600/minute",
+                "LOOKUP_RETRY_BACKOFF": "0.2",
+                "LOOKUP_RETRY_BACKOFF_MAX": "2",
+                "LOG_LEVEL": "WARNING",
+                "WORKER_METRICS_PORT": "0",
+            }
+            processes: list[subprocess.Popen[bytes]] = []
+            log = open(tempfile.mkstemp(prefix=f"load-{variant}-", suffix=".log")[1], "ab")  # noqa: SIM115
+            try:
+                if variant == "ours":
+                    processes.append(subprocess.Popen(
+                        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", "-c",
+                         str(args.concurrency), "--without-gossip", "--without-mingle"],
+                        cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
+                    bot = subprocess.Popen(
+                        [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log
+                    )
+                else:
+                    bot = subprocess.Popen(
+                        [sys.executable, str(ROOT / "bench" / "baseline_bot.py"), "--api", telegram.url,
+                         "--token", TOKEN, "--port", str(port), "--fx", upstreams.url("fx"),
+                         "--wiki", upstreams.url("wiki")],
+                        cwd=ROOT, env=env, stdout=log, stderr=log)  # fmt: skip
+                processes.append(bot)
+                wait_http(f"http://127.0.0.1:{port}/healthz")
+                telegram.wait_for(lambda: bool(telegram.state.webhook_url), 20)
+                time.sleep(2 if variant == "ours" else 0.5)  # let the worker pool come up
+                stats = redis.Redis.from_url(f"{server.url}/0")
+                commands_before = int(stats.info("stats")["total_commands_processed"])
+                result = drive(telegram, args.users, args.seconds, bot.pid)
+                result["redis_commands"] = (
+                    int(stats.info("stats")["total_commands_processed"]) - commands_before
+                )
+                result["upstream_calls"] = upstreams.count("fx") + upstreams.count("wiki")
+                results[variant] = result
+            finally:
+                for process in reversed(processes):
+                    process.terminate()
+                    try:
+                        process.wait(20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                log.close()
+    finally:
+        telegram.stop()
+        upstreams.stop()
+        server.stop()
+
+    span = f"{args.min_latency:g}-{args.max_latency:g} s"
+    print(
+        f"load: {args.users} users for {args.seconds:g} s, Zipf mix over {len(catalogue())} lookups, "
+        f"upstream {span} with {args.fault_rate:.0%} 503s, {os.cpu_count()} cores"
+    )
+    header = ("bot", "msgs/s", "sent", "lost", "dups", "upstream", "hit p50/p95/p99 ms", "miss p50/p95/p99 ms",
+              "redis cmds/msg", "RSS MB")  # fmt: skip
+    widths = (-9, 7, 6, 5, 5, 9, 24, 24, 15, 7)
+    print(" ".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+    for name, r in results.items():
+        hits = [t for k, t in r["samples"] if k == "hit"]
+        misses = [t for k, t in r["samples"] if k == "miss"]
+        row = (name, f"{r['per_s']:.1f}", r["sent"], r["lost"], r["duplicates"], r["upstream_calls"],
+               percentiles(hits), percentiles(misses), f"{r['redis_commands'] / max(r['sent'], 1):.1f}",
+               f"{r['rss']:.0f}")  # fmt: skip
+        print(" ".join(f"{v!s:<{-w}}" if w < 0 else f"{v!s:>{w}}" for v, w in zip(row, widths, strict=True)))
+    ours, base = results["ours"], results["baseline"]
+    all_ours = [t for _, t in ours["samples"]]
+    all_base = [t for _, t in base["samples"]]
+    if len(all_ours) > 1 and len(all_base) > 1:
+        calls = ours["upstream_calls"] / max(ours["sent"], 1), base["upstream_calls"] / max(base["sent"], 1)
+        print(
+            f"ours vs baseline: {ours['per_s'] / max(base['per_s'], 1e-9):.1f}× messages/s; reply p50 "
+            f"{statistics.median(all_base) / statistics.median(all_ours):.0f}× lower; "
+            f"upstream calls per request {calls[0]:.2f} vs {calls[1]:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
