@@ -68,10 +68,11 @@ def wait_for_redis(url: str, timeout: float) -> bool:
 class RedisServer:
     """A private redis-server on a free loopback port, nothing persisted; used by tests too."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None):
+    def __init__(self, port: int | None = None, binary: str | None = None, persistent: bool = False):
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
         self.dir = tempfile.mkdtemp(prefix="chatbot-redis-")
+        self.persistent = persistent  # append-only file, fsync on every write: survives a restart
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,7 +82,8 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--save", "", "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
+            "--daemonize", "no",
             "--logfile", os.path.join(self.dir, "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(
@@ -92,7 +94,7 @@ class RedisServer:
             raise RuntimeError(f"redis-server did not start on port {self.port} (see {self.dir}/redis.log)")
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -100,7 +102,8 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from celery import Celery, signals
 
 from config import get_settings
 
 settings = get_settings()
+IS_WORKER = "worker" in sys.argv[1:]
 
 app = Celery("chatbot")
 app.conf.update(
@@ -42,13 +44,14 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     broker_connection_timeout=settings.REDIS_TIMEOUT,
     worker_cancel_long_running_tasks_on_connection_loss=True,
-    # A publish during a broker outage fails fast so the user can be told, not hang.
-    task_publish_retry_policy={
-        "max_retries": 2,
-        "interval_start": 0,
-        "interval_step": 0.5,
-        "interval_max": 1,
-    },
+    # A publish during a broker outage: the bot fails fast so the user is told at once; a
+    # worker (publishing the next step of a chain, a retry, a fan-out) waits up to about a
+    # minute for the broker to return rather than drop a reply it already has.
+    task_publish_retry_policy=(
+        {"max_retries": 30, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2}
+        if IS_WORKER
+        else {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+    ),
     task_soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
     task_time_limit=settings.TASK_TIME_LIMIT,
     worker_send_task_events=False,

@@ -162,11 +162,17 @@ def lookup(
         return _result(request, Reply(f"Unknown command /{req.command}.", "error"))
     if command.sources:
         return fan_out_sources(self, command, request, params, refresh)
-    worker_redis().incr(keys.RUNNING)
     try:
-        result = _lookup(self, command, req, request, params, refresh, failures)
-    finally:
-        worker_redis().decr(keys.RUNNING)
+        worker_redis().incr(keys.RUNNING)
+        try:
+            result = _lookup(self, command, req, request, params, refresh, failures)
+        finally:
+            worker_redis().decr(keys.RUNNING)
+    except redis.RedisError as exc:
+        # Redis went away mid-lookup (restart, failover): run it again once it is back
+        # rather than lose the reply; the retry waits in the broker.
+        log.warning("%s: Redis unavailable in a lookup (%s), retrying", req.request_id, type(exc).__name__)
+        raise self.retry(countdown=1, kwargs={"refresh": refresh, "failures": failures}) from None
     return None if refresh else result
 
 

@@ -11,10 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
+from bot.devstack import RedisServer
 from bot.main import make_redis
 from bot.pipeline import Pipeline
 from bot.request import Request
 from config import get_settings
+from tests.botprocess import BotProcess
 from tests.conftest import Chat, LoopThread, Worker, wait_until
 
 
@@ -133,3 +137,96 @@ def test_a_flooding_user_is_limited_while_others_keep_their_latency(
     under_flood = statistics.quantiles(flooded, n=20)[18]
     # Loose on purpose (a shared 2-core machine): the flood must not push others out of range.
     assert under_flood <= normal * 10 + 0.05, (normal, under_flood)
+
+
+# --- Redis and the broker going away -----------------------------------------------------
+def _stack_on(redis_url: str, broker_url: str, telegram: Any) -> tuple[Worker, BotProcess]:
+    """A worker and a webhook bot of their own, on the given Redis and broker."""
+    from tests.chat_telegram import TOKEN, telegram_bot
+
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": broker_url,
+        "TELEGRAM_TOKEN": TOKEN,
+        "WORKER_METRICS_PORT": "0",
+        "REDIS_TIMEOUT": "1",
+        "CELERY_QUEUE": f"chaos-{time.time_ns()}",
+    }
+    worker = Worker(env, name="chaos").start()
+    bot = telegram_bot(
+        telegram,
+        mode="webhook",
+        extra_env={k: env[k] for k in ("REDIS_URL", "CELERY_BROKER_URL", "REDIS_TIMEOUT", "CELERY_QUEUE")},
+    )
+    return worker, bot.start()
+
+
+def test_a_redis_restart_is_survived_and_users_are_told_meanwhile(
+    telegram: Any, make_tg_chat: Any, upstreams: Any
+) -> None:
+    """Redis (cache, gate and broker) restarts under load: users are told meanwhile, the bot
+    and the worker reconnect by themselves, and lookups asked afterwards are answered.
+
+    Not covered here: lookups already inside a worker when Redis died. With the Redis broker
+    their messages come back only after BROKER_VISIBILITY_TIMEOUT (see README, Reliability).
+    """
+    server = RedisServer(persistent=True).start()
+    worker, bot = _stack_on(f"{server.url}/0", f"{server.url}/1", telegram)
+    try:
+        before, during, after = (make_tg_chat() for _ in range(3))
+        before.send("/ping")
+        assert before.reply() == "pong"
+        server.stop(keep_data=True)
+        during.send("/ping")
+        assert during.reply() == "The bot is temporarily unavailable. Please try again in a minute."
+        server.start()  # same port, same data
+        assert wait_until(lambda: requests.get(f"{bot.url}/readyz", timeout=5).status_code == 200, timeout=30)
+        after.send("/ping")
+        assert after.reply() == "pong"
+        late = make_tg_chat()
+        late.send("/fx 333 EUR USD")  # needs the worker to have reconnected to the broker
+        assert late.reply(timeout=60).startswith("333.00 EUR = ")
+        for chat in (before, during, after, late):
+            chat.assert_no_reply(within=0.1)
+        assert bot.process is not None and bot.process.poll() is None, "the bot crashed"
+        assert worker.process is not None and worker.process.poll() is None, "the worker crashed"
+    finally:
+        bot.stop()
+        worker.stop()
+        server.stop()
+        telegram.state.webhook_url = ""
+
+
+def test_a_broker_outage_tells_users_and_queued_work_completes_after(
+    telegram: Any, make_tg_chat: Any, redis_server: Any
+) -> None:
+    """The broker (a Redis of its own here) stops while lookups wait in its queue."""
+    app_redis = f"{redis_server.url}/5"
+    broker = RedisServer(persistent=True).start()
+    worker, bot = _stack_on(app_redis, f"{broker.url}/0", telegram)
+    try:
+        worker.stop()  # lookups now wait in the broker's queue
+        queued = [make_tg_chat() for _ in range(3)]
+        for n, chat in enumerate(queued):
+            chat.send(f"/fx {400 + n} EUR USD")
+        # "typing…" goes out once a lookup is queued: then they are in the broker.
+        assert telegram.wait_for(
+            lambda: all(telegram.messages(c.chat_id, method="sendChatAction") for c in queued), 15
+        )
+        broker.stop(keep_data=True)
+        told = make_tg_chat()
+        told.send("/fx 499 EUR USD")
+        assert told.reply() == "The bot is temporarily unavailable. Please try again in a minute."
+        broker.start()  # back, with its queue
+        worker.start()
+        for n, chat in enumerate(queued):
+            assert chat.reply(timeout=60).startswith(f"{400 + n}.00 EUR = ")
+        for chat in (*queued, told):
+            chat.assert_no_reply(within=0.1)
+        assert bot.process is not None and bot.process.poll() is None, "the bot crashed"
+    finally:
+        bot.stop()
+        worker.stop()
+        broker.stop()
+        telegram.state.webhook_url = ""
