@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import keys, registry
+from bot.pipeline import age_text
 from bot.registry import Command, Option, Params, UsageError, register
 from bot.request import Reply, Request
 from config import Settings, parse_rate
@@ -77,15 +78,6 @@ async def audit(redis_client: Any, settings: Settings, request: Request, result:
 
 def _words(args: str) -> Params:
     return {"words": args.split()}
-
-
-def _ago(timestamp: float) -> str:
-    seconds = max(0, int(time.time() - timestamp))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h ago"
 
 
 # --- /stats --------------------------------------------------------------------------------
@@ -299,7 +291,7 @@ async def deadletters(ctx: AdminContext, params: Params) -> str:
         lines.append(
             f"{entry.get('id')}: /{request.get('command')} {str(request.get('args', ''))[:60]} — "
             f"{str(entry.get('error'))[:80]} after {entry.get('attempts')} attempts, "
-            f"{_ago(float(entry.get('at', 0)))}"
+            f"{age_text(float(entry.get('at', 0)))}"
         )
     return "\n".join(lines)
 
@@ -355,7 +347,7 @@ async def health(ctx: AdminContext, params: Params) -> str:
     except Exception as exc:
         lines.append(f"Workers: unknown ({type(exc).__name__})")
     seen = await ctx.redis.get(keys.BEAT_SEEN)
-    lines.append(f"Beat: last seen {_ago(float(seen))}" if seen else "Beat: never seen")
+    lines.append(f"Beat: last seen {age_text(float(seen))}" if seen else "Beat: never seen")
     return "\n".join(lines)
 
 
@@ -370,7 +362,7 @@ async def audit_log(ctx: AdminContext, params: Params) -> str:
     lines = []
     for _, fields in entries:
         f = {k.decode(): v.decode() for k, v in fields.items()}
-        lines.append(f"{_ago(float(f['at']))}: {f['who']} /{f['command']} {f['args']} → {f['result']}")
+        lines.append(f"{age_text(float(f['at']))}: {f['who']} /{f['command']} {f['args']} → {f['result']}")
     return "\n".join(lines)
 
 
