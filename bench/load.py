@@ -140,7 +140,8 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--min-latency", type=float, default=0.3)
     parser.add_argument("--max-latency", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, default=8, help="worker processes (ours)")
+    parser.add_argument("--concurrency", type=int, default=8, help="worker pool size (ours)")
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"], help="worker pool")
     args = parser.parse_args()
 
     server = RedisServer().start()
@@ -184,7 +185,7 @@ def main() -> None:
                 if variant == "ours":
                     processes.append(subprocess.Popen(
                         [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", "-c",
-                         str(args.concurrency), "--without-gossip", "--without-mingle"],
+                         str(args.concurrency), "-P", args.pool, "--without-gossip", "--without-mingle"],
                         cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
                     bot = subprocess.Popen(
                         [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     NEGATIVE_CACHE_TTL: int = Field(60, ge=0, description="seconds a 'not found' is cached")
     TASK_SOFT_TIME_LIMIT: float = Field(60.0, gt=0, description="soft limit on one task run")
     TASK_TIME_LIMIT: float = Field(90.0, gt=0, description="hard limit on one task run")
-    BROKER_VISIBILITY_TIMEOUT: int = Field(3600, ge=60, description="Redis broker redelivery")
+    BROKER_VISIBILITY_TIMEOUT: int = Field(300, ge=60, description="Redis broker redelivery")
     HTTP_USER_AGENT: str = Field(
         "chatbot-lookups/0.1 (https://example.invalid/chatbot; ops@example.invalid)",
         description="sent to every upstream (Wikimedia asks for a descriptive one)",
@@ -276,6 +276,10 @@ class Settings(BaseSettings):
             raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)")
         if any(i >= self.DISCORD_SHARD_COUNT for i in shard_ids):
             raise ValueError("every id in DISCORD_SHARD_IDS must be below DISCORD_SHARD_COUNT")
+        if self.BROKER_VISIBILITY_TIMEOUT <= self.TASK_TIME_LIMIT:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT must be above TASK_TIME_LIMIT (or running tasks get redelivered)"
+            )
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
         return self
