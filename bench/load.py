@@ -14,6 +14,7 @@ ratios. Prints figures; never fails on a number.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import statistics
@@ -95,7 +96,7 @@ def drive(telegram: TelegramEmulator, users: int, seconds: float, rss_of: int) -
             before = len(telegram.messages(chat))
             started = time.monotonic()
             telegram.push(telegram.message_update(chat, chat, query))
-            if telegram.wait_for(lambda before=before: len(telegram.messages(chat)) > before, 30):
+            if telegram.wait_for(functools.partial(_replied, telegram, chat, before), 30):
                 with lock:
                     samples.append((kind, time.monotonic() - started))
                     answered_before.add(query)
@@ -124,6 +125,10 @@ def drive(telegram: TelegramEmulator, users: int, seconds: float, rss_of: int) -
         "samples": samples,
         "rss": rss_peak,
     }
+
+
+def _replied(telegram: TelegramEmulator, chat: int, before: int) -> bool:
+    return len(telegram.messages(chat)) > before
 
 
 def percentiles(values: list[float]) -> str:

@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
 from bot.devstack import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,13 +53,16 @@ class BotProcess:
         self.wait_for(lambda: process.poll() is not None or self.connections() >= target, timeout)
         if process.poll() is not None or self.connections() < target:
             raise RuntimeError(f"bot did not start:\n{self.logs()[-3000:]}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    return self
-            time.sleep(0.05)  # poll until the HTTP server accepts connections
-        raise RuntimeError(f"bot HTTP server did not answer:\n{self.logs()[-3000:]}")
+        try:
+            wait_until(self._healthy, timeout, interval=0.05)
+        except AssertionError:
+            raise RuntimeError(f"bot HTTP server did not answer:\n{self.logs()[-3000:]}") from None
+        return self
+
+    def _healthy(self) -> bool:
+        with contextlib.suppress(requests.RequestException):
+            return requests.get(f"{self.url}/healthz", timeout=1).ok
+        return False
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

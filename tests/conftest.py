@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,9 @@ import pytest
 import redis
 
 from bot.devstack import RedisServer, free_port
+from tests.waiting import wait_until
+
+__all__ = ["wait_until"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,17 +143,6 @@ def _clean_app_data(redis_server: RedisServer) -> None:
     client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
     client.flushdb()
     client.close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll until `predicate()` is truthy; fail the test with a clear message on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 class Worker:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.emulators.loopback import LoopbackServer
+from tests.waiting import Recorder
 
 API = "/api/v10"
 APP_ID = 900000000000000001
@@ -78,14 +78,13 @@ class Shard:
     identified: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class DiscordEmulator:
+class DiscordEmulator(Recorder):
     def __init__(self, token: str, guilds: list[int] | None = None):
         self.token = token
         # Two guilds on different shards of a 2-shard bot: shard = (id >> 22) % count.
         self.guilds = guilds or [1_000_000 << 22, 1_000_001 << 22]
         self.channels = {g: g + 1 for g in self.guilds}  # one text channel per guild
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
+        super().__init__()
         self.events: list[Event] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.interactions: dict[int, Interaction] = {}
@@ -133,18 +132,6 @@ class DiscordEmulator:
         """kind: callback, edit, followup, channel_message."""
         with self._lock:
             self.faults[kind].extend([(status, retry_after)] * times)
-
-    def wait_for(self, predicate: Any, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return value
-                self._changed.wait(remaining)
 
     def shard_of(self, guild_id: int, shard_count: int) -> int:
         return (guild_id >> 22) % shard_count

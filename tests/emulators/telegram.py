@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.emulators.loopback import LoopbackServer
+from tests.waiting import Recorder
 
 BOT_ID = 7000001
 BOT_USERNAME = "LookupTestBot"
@@ -59,12 +59,10 @@ class BotState:
     calls: list[tuple[float, str]] = field(default_factory=list)
 
 
-class TelegramEmulator:
+class TelegramEmulator(Recorder):
     def __init__(self, token: str):
         self.token = token
-        # Re-entrant: wait_for() calls predicates that read state under the same lock.
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
+        super().__init__()
         self.state = BotState()
         self.sent: list[Sent] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -127,19 +125,6 @@ class TelegramEmulator:
     def messages(self, chat_id: int | None = None, method: str = "sendMessage") -> list[Sent]:
         with self._lock:
             return [s for s in self.sent if s.method == method and (chat_id is None or s.chat_id == chat_id)]
-
-    def wait_for(self, predicate: Any, timeout: float) -> Any:
-        """Wait until `predicate()` (called under the lock) is truthy; notified on every call."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return value
-                self._changed.wait(remaining)
 
     def message_update(
         self,
