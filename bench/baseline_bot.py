@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from aiohttp import web
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from webhook_host import serve
 
 
 async def main(api: str, token: str, port: int, fx: str, wiki: str) -> None:
@@ -52,31 +51,10 @@ async def main(api: str, token: str, port: int, fx: str, wiki: str) -> None:
         .build()
     )
     app.add_handler(MessageHandler(filters.TEXT, lookup))
-    await app.initialize()
-    await app.start()
-
-    async def webhook(request: web.Request) -> web.Response:
-        update = Update.de_json(await request.json(), app.bot)
-        if update is not None:
-            await app.process_update(update)
-        return web.Response(text="ok")
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    server = web.Application()
-    server.add_routes([web.post("/telegram/webhook", webhook), web.get("/healthz", healthz)])
-    runner = web.AppRunner(server, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-    await app.bot.set_webhook(f"http://127.0.0.1:{port}/telegram/webhook")
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await app.stop()
-    await app.shutdown()
-    await client.aclose()
+    try:
+        await serve(app, port, set_webhook=True)
+    finally:
+        await client.aclose()
 
 
 if __name__ == "__main__":

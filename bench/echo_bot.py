@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiohttp import web
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from webhook_host import serve
 
 from bot.telegram_transport import AiohttpRequest
 
@@ -37,30 +36,7 @@ async def main(api: str, token: str, port: int, transport: str) -> None:
         builder = builder.request(AiohttpRequest())
     app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
     app.add_handler(MessageHandler(filters.TEXT, echo))
-    await app.initialize()
-    await app.start()
-
-    async def webhook(request: web.Request) -> web.Response:
-        update = Update.de_json(await request.json(), app.bot)
-        if update is None:
-            return web.Response(status=400)
-        await app.process_update(update)
-        return web.Response(text="ok")
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    server = web.Application()
-    server.add_routes([web.post("/telegram/webhook", webhook), web.get("/healthz", healthz)])
-    runner = web.AppRunner(server, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await app.stop()
-    await app.shutdown()
+    await serve(app, port)
 
 
 if __name__ == "__main__":

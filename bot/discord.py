@@ -27,7 +27,7 @@ from bot import keys, metrics, monitoring, outbound, registry
 from bot import text as text_rules
 from bot.pipeline import Pipeline, parse_command
 from bot.request import Reply, Request
-from bot.senders import RetryLater, Undeliverable
+from bot.senders import RetryLater, Undeliverable, http_session
 from config import Settings, get_settings, parse_rate
 
 log = logging.getLogger(__name__)
@@ -233,16 +233,6 @@ class DiscordAdapter:
 
 
 # --- sending from workers ---------------------------------------------------------------------
-_session: requests.Session | None = None
-
-
-def _http() -> requests.Session:
-    global _session
-    if _session is None:
-        _session = requests.Session()
-    return _session
-
-
 def send(redis_client: Any, request: Request, reply: Reply) -> None:
     """Edit the deferred interaction response, or post to the channel; each part once."""
     settings = get_settings()
@@ -306,7 +296,7 @@ def _request(
         _wait_for_route(redis_client, route)
         outbound.acquire(redis_client, [outbound.Bucket("out:{discord}:global", rate.interval_ms, 5)])
         try:
-            response = _http().request(method, url, json=body, headers=headers, timeout=timeout)
+            response = http_session().request(method, url, json=body, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             raise RetryLater(f"discord unreachable: {type(exc).__name__}") from None
         _remember_bucket(redis_client, route, response)

@@ -59,31 +59,37 @@ def broker_reachable() -> str:
     return ""
 
 
+_gauge_redis: Any = None
+
+
 def read_gauges(settings: Settings) -> dict[str, Any]:
-    """Shared state for the gauges on /metrics: breakers, queue, lookups running, dead letters."""
+    """Shared state for the gauges on /metrics: breakers, queue, lookups running, dead letters.
+    Runs in a thread at each scrape, on one pooled client kept for the process."""
+    global _gauge_redis
     import redis as redis_sync
 
     from bot import keys
     from bot.admin import queue_depth_sync
 
-    client = redis_sync.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        breakers = {}
-        for key in client.scan_iter(match="breaker:{*}", count=200):
-            name = key.decode()
-            if name.endswith(":fails"):
-                continue
-            state = client.hget(name, "state")
-            breakers[name[len("breaker:{") : -1]] = state.decode() if isinstance(state, bytes) else "closed"
-        depth = queue_depth_sync(settings)
-        return {
-            "breakers": breakers,
-            "queue_depth": float(depth) if depth.isdigit() else float("nan"),
-            "in_flight": float(client.get(keys.RUNNING) or 0),
-            "dead_letters": float(client.llen(keys.DEAD_LETTERS)),
-        }
-    finally:
-        client.close()
+    if _gauge_redis is None:
+        _gauge_redis = redis_sync.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+    client = _gauge_redis
+    breakers = {}
+    for key in client.scan_iter(match="breaker:{*}", count=200):
+        name = key.decode()
+        if name.endswith(":fails"):
+            continue
+        state = client.hget(name, "state")
+        breakers[name[len("breaker:{") : -1]] = state.decode() if isinstance(state, bytes) else "closed"
+    depth = queue_depth_sync(settings)
+    return {
+        "breakers": breakers,
+        "queue_depth": float(depth) if depth.isdigit() else float("nan"),
+        "in_flight": float(client.get(keys.RUNNING) or 0),
+        "dead_letters": float(client.llen(keys.DEAD_LETTERS)),
+    }
 
 
 def has_platform(settings: Settings) -> bool:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from bot import outbound
-from config import Settings, parse_rate
+from config import Settings
 
 MAX_INLINE_WAIT = 1.5
 
@@ -28,19 +28,9 @@ class QuotaExhausted(Exception):
         self.provider = provider
 
 
-def parse_table(text: str) -> dict[str, str]:
-    """`a=1/second, b=5000` → {"a": "1/second", "b": "5000"}."""
-    table = {}
-    for item in filter(None, (x.strip() for x in text.split(","))):
-        name, _, value = item.partition("=")
-        table[name.strip()] = value.strip()
-    return table
-
-
 def acquire(redis_client: Any, settings: Settings, provider: str) -> None:
-    rate = settings.upstream_rates.get(provider)
-    if rate:
-        limit = parse_rate(rate)
+    limit = settings.upstream_rates.get(provider)
+    if limit:
         bucket = outbound.Bucket(f"quota:{{{provider}}}:rate", limit.interval_ms, 1)
         try:
             outbound.acquire(redis_client, [bucket], deadline=MAX_INLINE_WAIT)

@@ -144,7 +144,14 @@ def commands(admin: bool | None = False) -> list[Command]:
     )
 
 
+_loaded = False
+
+
 def load() -> None:
-    """Import the modules that declare commands (idempotent)."""
+    """Import the modules that declare commands, once (get() runs on every message)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     import bot.admin
     import bot.lookups  # noqa: F401

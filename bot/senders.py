@@ -10,9 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import requests
+
 from bot.request import Reply, Request
 
 Sender = Callable[[Any, Request, Reply], None]
+
+_session: requests.Session | None = None
+
+
+def http_session() -> requests.Session:
+    """One pooled HTTP session per worker process for every platform's sender (created
+    lazily, so each prefork child makes its own after the fork)."""
+    global _session
+    if _session is None:
+        _session = requests.Session()
+    return _session
 
 
 class RetryLater(Exception):

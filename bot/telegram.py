@@ -28,7 +28,7 @@ from bot import keys, metrics, monitoring, outbound, registry
 from bot import text as text_rules
 from bot.pipeline import Pipeline, celery_enqueue_delivery, parse_command
 from bot.request import Reply, Request
-from bot.senders import RetryLater, Undeliverable
+from bot.senders import RetryLater, Undeliverable, http_session
 from bot.telegram_transport import AiohttpRequest
 from config import Settings, get_settings, parse_rate
 
@@ -232,16 +232,6 @@ class TelegramAdapter:
 
 
 # --- sending from workers ---------------------------------------------------------------------
-_session: requests.Session | None = None
-
-
-def _http() -> requests.Session:
-    global _session
-    if _session is None:
-        _session = requests.Session()
-    return _session
-
-
 def _buckets(request: Request, settings: Settings) -> list[outbound.Bucket]:
     """Telegram's limits: ~30 messages/s per bot, ~1/s per chat (short bursts tolerated),
     20/minute per group. Keys share the {telegram} hash tag (one Redis Cluster slot)."""
@@ -288,7 +278,7 @@ def _send_part(
         # Every attempt takes its slot from the shared limits, a retry after a 429 included.
         outbound.acquire(redis_client, _buckets(request, settings))
         try:
-            response = _http().post(url, data=params, timeout=timeout)
+            response = http_session().post(url, data=params, timeout=timeout)
         except requests.RequestException as exc:
             raise RetryLater(f"telegram unreachable: {type(exc).__name__}") from None
         if response.status_code == 200:

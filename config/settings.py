@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -47,6 +47,17 @@ def parse_rate(text: str) -> Rate:
     if count < 1 or multiple < 1:
         raise ValueError(f"a rate needs a positive count and period, got {text!r}")
     return Rate(count, multiple * _PERIODS[unit])
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """`a=1/second, b=5000` → {"a": "1/second", "b": "5000"}; ValueError names a bad item."""
+    table = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"expected name=value pairs, got {item!r}")
+        table[name.strip()] = value.strip()
+    return table
 
 
 class Settings(BaseSettings):
@@ -217,22 +228,26 @@ class Settings(BaseSettings):
     @field_validator("UPSTREAM_RATE_LIMITS")
     @classmethod
     def _check_rates(cls, value: str) -> str:
-        for item in filter(None, (x.strip() for x in value.split(","))):
-            name, sep, rate = item.partition("=")
-            if not sep or not name.strip():
-                raise ValueError(
-                    f"expected provider=RATE pairs such as open-meteo-geocoding=1/second, got {item!r}"
-                )
+        try:
+            rates = parse_pairs(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}: expected provider=RATE pairs such as open-meteo-geocoding=1/second"
+            ) from None
+        for rate in rates.values():
             parse_rate(rate)
         return value
 
     @field_validator("UPSTREAM_DAILY_CAPS")
     @classmethod
     def _check_caps(cls, value: str) -> str:
-        for item in filter(None, (x.strip() for x in value.split(","))):
-            name, sep, cap = item.partition("=")
-            if not sep or not name.strip() or not cap.strip().isdigit():
-                raise ValueError(f"expected provider=N pairs such as yelp=5000, got {item!r}")
+        try:
+            caps = parse_pairs(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: expected provider=N pairs such as yelp=5000") from None
+        for name, cap in caps.items():
+            if not cap.isdigit():
+                raise ValueError(f"expected provider=N pairs such as yelp=5000, got {name}={cap!r}")
         return value
 
     @field_validator(
@@ -288,17 +303,14 @@ class Settings(BaseSettings):
     def rate(self) -> Rate:
         return parse_rate(self.RATE_LIMIT)
 
-    @property
-    def upstream_rates(self) -> dict[str, str]:
-        from bot.quota import parse_table
+    # Parsed once: quotas are looked up on every upstream call.
+    @cached_property
+    def upstream_rates(self) -> dict[str, Rate]:
+        return {name: parse_rate(rate) for name, rate in parse_pairs(self.UPSTREAM_RATE_LIMITS).items()}
 
-        return parse_table(self.UPSTREAM_RATE_LIMITS)
-
-    @property
+    @cached_property
     def upstream_daily_caps(self) -> dict[str, int]:
-        from bot.quota import parse_table
-
-        return {k: int(v) for k, v in parse_table(self.UPSTREAM_DAILY_CAPS).items()}
+        return {name: int(cap) for name, cap in parse_pairs(self.UPSTREAM_DAILY_CAPS).items()}
 
     @property
     def admins(self) -> frozenset[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from bot.devstack import free_port
@@ -30,6 +32,25 @@ def telegram_bot(
         env["TELEGRAM_WEBHOOK_SECRET"] = WEBHOOK_SECRET
     method = "getUpdates" if mode == "polling" else "setWebhook"
     return BotProcess(env, lambda: emulator.calls_total(method), emulator.wait_for, port=port)
+
+
+@contextlib.contextmanager
+def running(
+    emulator: TelegramEmulator, mode: str = "polling", no_tracebacks: bool = True
+) -> Iterator[BotProcess]:
+    """A bot process for a module's tests: started on a clean emulator, stopped cleanly after
+    (exit 0, and by default no traceback in its log); the webhook is forgotten afterwards, as
+    if deleted, so later tests may poll again."""
+    emulator.reset()
+    bot = telegram_bot(emulator, mode=mode).start()
+    try:
+        yield bot
+    finally:
+        code = bot.stop()
+        emulator.state.webhook_url = ""
+    assert code == 0, bot.logs()[-3000:]
+    if no_tracebacks:
+        assert "Traceback" not in bot.logs(), bot.logs()[-3000:]
 
 
 class TelegramChat:

@@ -11,7 +11,7 @@ import pytest
 from bot import registry
 from tests.botprocess import BotProcess
 from tests.chat_discord import discord_bot
-from tests.chat_telegram import telegram_bot
+from tests.chat_telegram import running
 from tests.conftest import Chat, wait_until
 from tests.emulators.upstreams import Fault
 
@@ -22,11 +22,8 @@ ADMIN_TG = 4242
 def tg_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
-    _TELEGRAM.reset()
-    process = telegram_bot(_TELEGRAM).start()
-    yield process
-    assert process.stop() == 0, process.logs()[-3000:]
-    assert "Traceback" not in process.logs()
+    with running(_TELEGRAM, "polling") as bot:
+        yield bot
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bot import registry
 from bot.registry import UsageError
 from tests.botprocess import BotProcess
-from tests.chat_telegram import WEBHOOK_SECRET, telegram_bot
+from tests.chat_telegram import WEBHOOK_SECRET, running
 
 # Odd unicode included: controls, surrogate-free astral planes, RTL marks, zero-width joiners.
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=600)
@@ -46,12 +46,8 @@ def test_every_parser_accepts_or_explains(command: registry.Command, args: str) 
 def fuzz_webhook_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
-    _TELEGRAM.reset()
-    bot = telegram_bot(_TELEGRAM, mode="webhook").start()
-    yield bot
-    assert bot.stop() == 0
-    _TELEGRAM.state.webhook_url = ""
-    assert "Traceback" not in bot.logs(), bot.logs()[-3000:]
+    with running(_TELEGRAM, "webhook") as bot:
+        yield bot
 
 
 def _message(text: Any, extra: dict[str, Any], chat: Any = 1, user: Any = 1) -> dict[str, Any]:
@@ -124,11 +120,8 @@ def test_polling_never_gets_stuck_on_odd_updates(
 def polling_fuzz_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
-    _TELEGRAM.reset()
-    bot = telegram_bot(_TELEGRAM).start()
-    yield bot
-    assert bot.stop() == 0
-    assert "Traceback" not in bot.logs(), bot.logs()[-3000:]
+    with running(_TELEGRAM, "polling") as bot:
+        yield bot
 
 
 @pytest.fixture(scope="module")

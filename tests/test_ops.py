@@ -24,7 +24,7 @@ from tests.botprocess import BotProcess
 from tests.chat_discord import TOKEN as DISCORD_TOKEN
 from tests.chat_discord import discord_bot
 from tests.chat_telegram import TOKEN as TELEGRAM_TOKEN
-from tests.chat_telegram import telegram_bot
+from tests.chat_telegram import running, telegram_bot
 from tests.conftest import ROOT, TEST_ENV, wait_until
 from tests.emulators.upstreams import Fault
 
@@ -36,11 +36,8 @@ SECRETS = [TELEGRAM_TOKEN, TELEGRAM_TOKEN.split(":")[1], DISCORD_TOKEN, TEST_ENV
 def webhook_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
-    _TELEGRAM.reset()
-    bot = telegram_bot(_TELEGRAM, mode="webhook").start()
-    yield bot
-    assert bot.stop() == 0
-    _TELEGRAM.state.webhook_url = ""
+    with running(_TELEGRAM, "webhook", no_tracebacks=False) as bot:
+        yield bot
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from bot import cache, outbound, registry
 from bot.senders import RetryLater
 from bot.telegram import render, split_text
 from tests.botprocess import BotProcess
-from tests.chat_telegram import TOKEN, telegram_bot
+from tests.chat_telegram import TOKEN, running
 from tests.conftest import wait_until
 
 FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
@@ -23,11 +23,8 @@ FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
 def polling_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
-    _TELEGRAM.reset()
-    bot = telegram_bot(_TELEGRAM, mode="polling").start()
-    yield bot
-    assert bot.stop() == 0, bot.logs()[-3000:]
-    assert "Traceback" not in bot.logs(), bot.logs()[-3000:]
+    with running(_TELEGRAM, "polling") as bot:
+        yield bot
     assert TOKEN not in bot.logs(), "the bot token leaked into the bot's log"
     assert TOKEN.split(":")[1] not in worker.logs(), "the bot token leaked into the worker's log"
 

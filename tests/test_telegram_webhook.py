@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.botprocess import BotProcess
-from tests.chat_telegram import TOKEN, WEBHOOK_SECRET, telegram_bot
+from tests.chat_telegram import TOKEN, WEBHOOK_SECRET, running
 from tests.conftest import ROOT
 
 
@@ -21,12 +21,8 @@ from tests.conftest import ROOT
 def webhook_bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _TELEGRAM
 
-    _TELEGRAM.reset()
-    bot = telegram_bot(_TELEGRAM, mode="webhook").start()
-    yield bot
-    assert bot.stop() == 0, bot.logs()[-3000:]
-    assert "Traceback" not in bot.logs(), bot.logs()[-3000:]
-    _TELEGRAM.state.webhook_url = ""  # as if deleteWebhook: later tests poll again
+    with running(_TELEGRAM, "webhook") as bot:
+        yield bot
 
 
 def _post(bot: BotProcess, body: Any, secret: str | None = WEBHOOK_SECRET, raw: bytes | None = None) -> int:

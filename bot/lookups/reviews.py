@@ -14,6 +14,7 @@ import unicodedata
 from typing import Any, NoReturn
 
 from bot.registry import Option, Params, UsageError, lookup
+from bot.text import clean
 from bot.upstream import PermanentError, Upstream
 from config import Settings
 
@@ -30,8 +31,7 @@ PRIOR_RATING, PRIOR_WEIGHT = 3.5, 20  # ranking: a 5.0 from 3 reviews does not b
 
 
 def parse(args: str) -> Params:
-    text = " ".join(unicodedata.normalize("NFKC", args).split())
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    text = clean(args)
     what, sep, place = text.rpartition(" in ")
     if not sep:
         what, place = text, ""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from bot.registry import Option, Params, UsageError, lookup
+from bot.text import clean
 from bot.upstream import NotFound, Upstream
 
 # WMO weather interpretation codes, as Open-Meteo documents them.
@@ -20,8 +19,7 @@ WEATHER_CODES = {
 
 
 def parse(args: str) -> Params:
-    text = " ".join(unicodedata.normalize("NFKC", args).split())
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    text = clean(args)
     if not text:
         raise UsageError("Name a place.")
     if len(text) > 100:

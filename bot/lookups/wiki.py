@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import unicodedata
 from urllib.parse import quote
 
 from bot.registry import Option, Params, UsageError, lookup
+from bot.text import clean
 from bot.upstream import Upstream
 
 MAX_TITLE = 255  # MediaWiki's own limit on a title, in bytes
@@ -13,11 +13,7 @@ MAX_EXTRACT = 700
 
 
 def parse(args: str) -> Params:
-    # Drop control and format characters (newlines, zero-width, bidi overrides) and fold
-    # compatibility forms so look-alike input shares one cache entry.
-    text = " ".join(unicodedata.normalize("NFKC", args).split())  # tabs, newlines → spaces
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
-    title = " ".join(text.split())
+    title = clean(args)
     if not title:
         raise UsageError("Name a topic.")
     if len(title.encode()) > MAX_TITLE:
