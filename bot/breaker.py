@@ -54,6 +54,3 @@ class Breakers:
         verdict, _ = self._run(provider, "failure")
         return verdict == "open"
 
-    def state(self, provider: str, redis_client: Any) -> str:
-        value = redis_client.hget(key(provider), "state")
-        return (value.decode() if isinstance(value, bytes) else value) or "closed"
