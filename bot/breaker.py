@@ -53,4 +53,3 @@ class Breakers:
         """Record a failure; True when the breaker is (now) open."""
         verdict, _ = self._run(provider, "failure")
         return verdict == "open"
-
