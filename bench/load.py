@@ -14,6 +14,7 @@ ratios. Prints figures; never fails on a number.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,70 @@ def percentiles(values: list[float]) -> str:
     return f"{q[49] * 1000:7.0f} {q[94] * 1000:7.0f} {q[98] * 1000:7.0f}"
 
 
+@contextlib.contextmanager
+def bot_stack(
+    variant: str,
+    redis_url: str,
+    upstreams: Upstreams,
+    telegram: TelegramEmulator,
+    concurrency: int = 8,
+    pool: str = "prefork",
+) -> Iterator[int]:
+    """Run "ours" (a Celery worker and `python -m bot`) or "baseline" in webhook mode; yield the
+    bot's pid once it answers and the webhook is registered."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": f"{redis_url}/0",
+        "CELERY_BROKER_URL": f"{redis_url}/1",
+        "FX_API_URL": upstreams.url("fx"),
+        "WIKI_API_URL": upstreams.url("wiki"),
+        "TELEGRAM_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": telegram.url,
+        "TELEGRAM_MODE": "webhook",
+        "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/webhook",
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_GLOBAL_RATE": "1000/second",
+        "TELEGRAM_CHAT_RATE": "100/second",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "RATE_LIMIT": "600/minute",
+        "LOOKUP_RETRY_BACKOFF": "0.2",
+        "LOOKUP_RETRY_BACKOFF_MAX": "2",
+        "LOG_LEVEL": "WARNING",
+        "WORKER_METRICS_PORT": "0",
+    }
+    telegram.state.webhook_url = ""
+    processes: list[subprocess.Popen[bytes]] = []
+    log = open(tempfile.mkstemp(prefix=f"load-{variant}-", suffix=".log")[1], "ab")  # noqa: SIM115
+    try:
+        if variant == "ours":
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", "-c",
+                 str(concurrency), "-P", pool, "--without-gossip", "--without-mingle"],
+                cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
+            bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log)
+        else:
+            bot = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "baseline_bot.py"), "--api", telegram.url,
+                 "--token", TOKEN, "--port", str(port), "--fx", upstreams.url("fx"),
+                 "--wiki", upstreams.url("wiki")],
+                cwd=ROOT, env=env, stdout=log, stderr=log)  # fmt: skip
+        processes.append(bot)
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        telegram.wait_for(lambda: bool(telegram.state.webhook_url), 20)
+        time.sleep(2 if variant == "ours" else 0.5)  # let the worker pool come up
+        yield bot.pid
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=40)
@@ -158,69 +224,18 @@ def main() -> None:
             redis.Redis.from_url(f"{server.url}/0").flushall()
             upstreams.reset()
             telegram.reset()
-            telegram.state.webhook_url = ""
             for provider in ("fx", "wiki"):
                 upstreams.latency_range[provider] = (args.min_latency, args.max_latency)
                 upstreams.random_faults[provider] = (args.fault_rate, 0.0)
-            port = free_port()
-            env = {
-                **os.environ,
-                "REDIS_URL": f"{server.url}/0",
-                "CELERY_BROKER_URL": f"{server.url}/1",
-                "FX_API_URL": upstreams.url("fx"),
-                "WIKI_API_URL": upstreams.url("wiki"),
-                "TELEGRAM_TOKEN": TOKEN,
-                "TELEGRAM_API_URL": telegram.url,
-                "TELEGRAM_MODE": "webhook",
-                "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/webhook",
-                "TELEGRAM_WEBHOOK_SECRET": SECRET,
-                "TELEGRAM_GLOBAL_RATE": "1000/second",
-                "TELEGRAM_CHAT_RATE": "100/second",
-                "HTTP_HOST": "127.0.0.1",
-                "HTTP_PORT": str(port),
-                "RATE_LIMIT": "600/minute",
-                "LOOKUP_RETRY_BACKOFF": "0.2",
-                "LOOKUP_RETRY_BACKOFF_MAX": "2",
-                "LOG_LEVEL": "WARNING",
-                "WORKER_METRICS_PORT": "0",
-            }
-            processes: list[subprocess.Popen[bytes]] = []
-            log = open(tempfile.mkstemp(prefix=f"load-{variant}-", suffix=".log")[1], "ab")  # noqa: SIM115
-            try:
-                if variant == "ours":
-                    processes.append(subprocess.Popen(
-                        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", "-c",
-                         str(args.concurrency), "-P", args.pool, "--without-gossip", "--without-mingle"],
-                        cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
-                    bot = subprocess.Popen(
-                        [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log
-                    )
-                else:
-                    bot = subprocess.Popen(
-                        [sys.executable, str(ROOT / "bench" / "baseline_bot.py"), "--api", telegram.url,
-                         "--token", TOKEN, "--port", str(port), "--fx", upstreams.url("fx"),
-                         "--wiki", upstreams.url("wiki")],
-                        cwd=ROOT, env=env, stdout=log, stderr=log)  # fmt: skip
-                processes.append(bot)
-                wait_http(f"http://127.0.0.1:{port}/healthz")
-                telegram.wait_for(lambda: bool(telegram.state.webhook_url), 20)
-                time.sleep(2 if variant == "ours" else 0.5)  # let the worker pool come up
+            with bot_stack(variant, server.url, upstreams, telegram, args.concurrency, args.pool) as pid:
                 stats = redis.Redis.from_url(f"{server.url}/0")
                 commands_before = int(stats.info("stats")["total_commands_processed"])
-                result = drive(telegram, args.users, args.seconds, bot.pid)
+                result = drive(telegram, args.users, args.seconds, pid)
                 result["redis_commands"] = (
                     int(stats.info("stats")["total_commands_processed"]) - commands_before
                 )
                 result["upstream_calls"] = upstreams.count("fx") + upstreams.count("wiki")
                 results[variant] = result
-            finally:
-                for process in reversed(processes):
-                    process.terminate()
-                    try:
-                        process.wait(20)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                log.close()
     finally:
         telegram.stop()
         upstreams.stop()

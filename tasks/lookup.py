@@ -1,5 +1,8 @@
 """The tasks of every miss: `lookup` (call the provider, cache) then `deliver` (reply).
 
+The lookup sends the reply itself when it can (`DELIVER_INLINE`); `deliver` sends whatever
+could not go then, with retries, and only confirms the rest.
+
 `lookup` always returns a reply — the answer, "not found", a stale answer while the upstream
 is down, or a clear failure — so `deliver` always runs and the user never meets silence.
 Requests coalesced behind a lookup (identical ones that arrived while it ran) get the same
@@ -77,13 +80,19 @@ def _result(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     return {"request": request, "reply": {"text": reply.text, "kind": reply.kind}}
 
 
-def _count(command: str, outcome: str) -> None:
-    """Per-minute lookup counters for /stats (lookup:<command>:ok|not_found|error|retry)."""
+def _count(command: str, outcome: str, running: int = 0) -> None:
+    """Per-minute lookup counters for /stats (lookup:<command>:ok|not_found|error|retry), and
+    the running-lookups gauge moved by `running`. Best effort: the reply never waits on it."""
     key = keys.stats(int(time.time() // 60))
     pipe = worker_redis().pipeline(transaction=False)
     pipe.hincrby(key, f"lookup:{command}:{outcome}", 1)
     pipe.expire(key, 7200)
-    pipe.execute()
+    if running:
+        pipe.incrby(keys.RUNNING, running)
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("could not count a lookup for /stats: %s", type(exc).__name__)
 
 
 def _dead_letter(
@@ -165,14 +174,19 @@ def lookup(
     try:
         worker_redis().incr(keys.RUNNING)
         try:
-            result = _lookup(self, command, req, request, params, refresh, failures)
-        finally:
+            result, outcome = _lookup(self, command, req, request, params, refresh, failures)
+        except BaseException:
             worker_redis().decr(keys.RUNNING)
+            raise
     except redis.RedisError as exc:
         # Redis went away mid-lookup (restart, failover): run it again once it is back
         # rather than lose the reply; the retry waits in the broker.
         log.warning("%s: Redis unavailable in a lookup (%s), retrying", req.request_id, type(exc).__name__)
         raise self.retry(countdown=1, kwargs={"refresh": refresh, "failures": failures}) from None
+    if not refresh:
+        result = deliver_now(self, result)
+    # Book-keeping after the reply is out, off the user's wait.
+    _count(command.name, outcome, running=-1)
     return None if refresh else result
 
 
@@ -184,29 +198,32 @@ def _lookup(
     params: dict[str, Any],
     refresh: bool,
     failures: int,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str]:
+    """Call the provider and land the outcome; return the result and its /stats outcome."""
     settings = get_settings()
     name = command.provider_name
     assert command.provider is not None
     try:
         text = command.provider(params, upstream())
     except NotFound as exc:
-        _count(command.name, "not_found")
-        return finish(command, request, params, Reply(str(exc), "not_found"), settings.NEGATIVE_CACHE_TTL, 0)
+        result = finish(
+            command, request, params, Reply(str(exc), "not_found"), settings.NEGATIVE_CACHE_TTL, 0
+        )
+        return result, "not_found"
     except QuotaWait as exc:
         # Over the upstream's rate: wait in the queue, keeping the failure count as it was.
         raise self.retry(countdown=exc.after, kwargs={"refresh": refresh, "failures": failures}) from None
     except QuotaExhausted:
-        _count(command.name, "error")
-        return finish_failure(
+        result = finish_failure(
             command, request, params, f"{name}'s daily quota is used up. Please try again tomorrow."
         )
+        return result, "error"
     except BreakerOpen as exc:
-        _count(command.name, "error")
         wait = max(1, math.ceil(exc.retry_in))
-        return finish_failure(
+        result = finish_failure(
             command, request, params, f"{name} is unavailable right now, try again in {wait} s."
         )
+        return result, "error"
     except (RetryableError, SoftTimeLimitExceeded, *BAD_RESPONSE) as exc:
         if isinstance(exc, RetryableError):
             error = exc
@@ -238,25 +255,25 @@ def _lookup(
             attempts=failures,
         )
         _dead_letter(request, params, str(error), error.kind, failures)
-        _count(command.name, "error")
         text = f"Sorry, {name} is not answering right now (tried {failures} times). Please try again later."
-        return finish_failure(command, request, params, text)
+        result = finish_failure(command, request, params, text)
+        return result, "error"
     except PermanentError as exc:
         log.error("%s: %s refused the request: %s", req.request_id, name, exc)
-        _count(command.name, "error")
         text = f"Sorry, {name} could not answer that ({exc.kind.replace('_', ' ')})."
-        return finish_failure(command, request, params, text)
+        result = finish_failure(command, request, params, text)
+        return result, "error"
     except Exception as exc:  # a bug in a provider must not leave the user in silence
         log.exception("%s: %s lookup crashed", req.request_id, name)
         monitoring.capture(exc, platform=req.platform, command=req.command, request_id=req.request_id)
         _dead_letter(request, params, repr(exc)[:500], "crash", failures + 1)
-        _count(command.name, "error")
-        return finish_failure(
+        result = finish_failure(
             command, request, params, "Sorry, something went wrong with that lookup. It has been logged."
         )
-    _count(command.name, "ok")
+        return result, "error"
     log.info("%s: lookup /%s answered after %d failed tries", req.request_id, command.name, failures)
-    return finish(command, request, params, Reply(text, "answer"), command.ttl(), settings.CACHE_GRACE)
+    result = finish(command, request, params, Reply(text, "answer"), command.ttl(), settings.CACHE_GRACE)
+    return result, "ok"
 
 
 # --- fan-out lookups (/reviews): one task per source, then a merge --------------------------
@@ -305,9 +322,13 @@ def review_source(self: Task, source: str, params: dict[str, Any], failures: int
         return {"source": source, "error": f"refused ({exc.kind.replace('_', ' ')})"}
 
 
-@app.task(name="merge_reviews")
+@app.task(bind=True, name="merge_reviews")
 def merge_reviews(
-    results: list[dict[str, Any]], request: dict[str, Any], params: dict[str, Any], refresh: bool = False
+    self: Task,
+    results: list[dict[str, Any]],
+    request: dict[str, Any],
+    params: dict[str, Any],
+    refresh: bool = False,
 ) -> dict[str, Any] | None:
     from bot.lookups import reviews
 
@@ -321,16 +342,47 @@ def merge_reviews(
     else:
         _count(command.name, "error")
         result = finish_failure(command, request, params, text)
-    return None if refresh else result
+    return None if refresh else deliver_now(self, result)
 
 
 # --- delivery ---------------------------------------------------------------------------------
+def deliver_now(task: Task, result: dict[str, Any]) -> dict[str, Any]:
+    """The fast path of lookup → deliver: the lookup sends the reply itself, sparing the user
+    a broker hop (~5 ms, bench/miss.py). Whatever cannot go at once — back-pressure, an outage,
+    the time limit — is left to the chained `deliver` task, with its retries and dead letters.
+    Once sent here, the rest of the chain is dropped when it is that `deliver` alone (and a
+    `deliver` that runs anyway sees the result marked and does nothing). A lookup run twice
+    (its worker lost before the ack) cannot send twice: senders mark each part sent."""
+    if not get_settings().DELIVER_INLINE:
+        return result
+    req = Request.from_dict(result["request"])
+    reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
+    try:
+        sender_for(req.platform)(worker_redis(), req, reply)
+    except Undeliverable as exc:
+        log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
+        metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
+    except (RetryLater, redis.RedisError, OSError, SoftTimeLimitExceeded) as exc:
+        reason = exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
+        log.info("%s: sending left to the deliver task (%s)", req.request_id, reason)
+        return result
+    except Exception:  # a sender bug: the deliver task meets it again and reports it
+        log.exception("%s: sending from the lookup failed", req.request_id)
+        return result
+    else:
+        _delivered(req)
+    chained = task.request.chain
+    if chained and len(chained) == 1 and chained[0].get("task") == deliver.name:
+        task.request.chain = None  # Celery reads it after the task returns
+    return {**result, "delivered": True}
+
+
 @app.task(bind=True, name="deliver", max_retries=None)
 def deliver(self: Task, result: dict[str, Any] | None) -> None:
     """Send the reply; retried on platform back-pressure or outages, never duplicated
     (senders keep per-request markers), dead-lettered when it finally cannot be sent."""
-    if result is None:
-        return
+    if result is None or result.get("delivered"):
+        return  # a refresh (nobody waits), or the lookup already sent it
     settings = get_settings()
     req = Request.from_dict(result["request"])
     reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))

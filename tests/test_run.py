@@ -85,6 +85,29 @@ def test_the_same_flow_works_with_rabbitmq_as_broker(rabbitmq_url: str, upstream
     assert "amqp://guest:**@localhost:5672//" in worker.logs()
 
 
+@pytest.mark.parametrize("inline", [True, False])
+def test_the_lookup_sends_its_reply_itself_unless_told_not_to(inline: bool, upstreams) -> None:
+    """DELIVER_INLINE (default): the lookup sends and drops the chained deliver task, so no
+    deliver task runs; with it off, the deliver task after the lookup sends."""
+    queue = f"test-inline-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "CELERY_QUEUE": queue, "WORKER_METRICS_PORT": "0", "DELIVER_INLINE": str(inline)}
+    worker = Worker(env, concurrency=1, name="inline").start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot"],
+            cwd=ROOT, env=env, input="/fx 3 USD GBP\n/wiki Alan Turing\n", capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        worker.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("3.00 USD = 2.36 GBP (ECB rate of 2026-11-27)") == 1
+    assert result.stdout.count("Alan Turing\n") == 1
+    logs = worker.logs()
+    assert logs.count("Task lookup[") >= 2
+    assert logs.count("Task deliver[") == (0 if inline else 4), logs  # received + succeeded, twice
+
+
 def test_ctrl_c_stops_every_process_make_run_started(upstreams) -> None:
     """Like a terminal: SIGINT goes to the whole foreground process group."""
     import signal

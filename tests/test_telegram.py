@@ -152,12 +152,14 @@ def test_a_blocked_user_403_is_not_retried(tg_chat: Any, telegram: Any, worker: 
     assert telegram.calls("sendMessage") == 1
 
 
-def test_telegram_5xx_is_retried_until_the_reply_arrives(tg_chat: Any, telegram: Any) -> None:
+def test_telegram_5xx_is_retried_until_the_reply_arrives(tg_chat: Any, telegram: Any, worker: Any) -> None:
     telegram.fail("sendMessage", 502, times=2)
     tg_chat.send("/fx 12 USD EUR")
     assert tg_chat.reply(timeout=20).startswith("12.00 USD = ")
     assert telegram.calls("sendMessage") == 3
     tg_chat.assert_no_reply()
+    # The lookup's own try met the first 502 and left the reply to the deliver task.
+    assert "sending left to the deliver task (telegram 502)" in worker.logs()
 
 
 def test_bot_restart_during_a_lookup_loses_nothing(
