@@ -221,10 +221,13 @@ async def celery_enqueue(request: Request, params: Params, refresh: bool = False
 
     from tasks.lookup import deliver, lookup
 
+    # The request id stands for the arguments in the message headers (what monitors such as
+    # Flower show): user text stays out of them, and Celery skips building a repr.
+    shown = {"argsrepr": request.request_id, "kwargsrepr": ""}
     if refresh:
-        signature = lookup.s(request.to_dict(), params, refresh=True)
+        signature = lookup.s(request.to_dict(), params, refresh=True).set(**shown)
     else:
-        signature = chain(lookup.s(request.to_dict(), params), deliver.s())
+        signature = chain(lookup.s(request.to_dict(), params).set(**shown), deliver.s().set(**shown))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(_publisher, signature.apply_async)
 
@@ -233,7 +236,9 @@ async def celery_enqueue_delivery(request: Request, reply: Reply) -> None:
     """Hand a reply the adapter could not send (platform back-pressure) to a worker."""
     from tasks.lookup import deliver
 
-    signature = deliver.s({"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}})
+    signature = deliver.s(
+        {"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}}
+    ).set(argsrepr=request.request_id, kwargsrepr="")
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(_publisher, signature.apply_async)

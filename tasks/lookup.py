@@ -157,7 +157,8 @@ def finish_failure(
 def _fan_out(waiting: list[dict[str, Any]], reply: Reply) -> None:
     results = [_result(request, reply) for request in waiting]
     for start in range(0, len(results), FAN_OUT_CHUNK):
-        deliver_batch.delay(results[start : start + FAN_OUT_CHUNK])
+        chunk = results[start : start + FAN_OUT_CHUNK]
+        deliver_batch.apply_async((chunk,), argsrepr=f"{len(chunk)} replies", kwargsrepr="")
 
 
 # --- lookup ---------------------------------------------------------------------------------
@@ -438,4 +439,9 @@ def deliver_batch(results: list[dict[str, Any]]) -> None:
         except Undeliverable as exc:
             log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
         except (RetryLater, redis.RedisError, OSError):
-            deliver.apply_async((result,), countdown=get_settings().LOOKUP_RETRY_BACKOFF)
+            deliver.apply_async(
+                (result,),
+                countdown=get_settings().LOOKUP_RETRY_BACKOFF,
+                argsrepr=req.request_id,
+                kwargsrepr="",
+            )

@@ -118,6 +118,28 @@ def _used_metric_names() -> set[str]:
     return {m for e in exprs for m in re.findall(r"\b(chatbot_[a-z0-9_]+)", e)}
 
 
+def test_queued_task_messages_carry_the_request_id_not_the_user_text(make_chat: Any) -> None:
+    """Task message headers (what Flower and `celery events` show) hold no user input."""
+    from celery.signals import before_task_publish
+
+    published: list[dict[str, Any]] = []
+
+    def capture(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        if headers and headers.get("task") == "lookup":
+            published.append(headers)
+
+    before_task_publish.connect(capture, weak=False)
+    try:
+        chat = make_chat()
+        chat.send("/wiki Secret Topic Nobody Should See")
+        chat.reply()
+    finally:
+        before_task_publish.disconnect(capture)
+    assert len(published) == 1
+    assert "Secret Topic" not in json.dumps(published[0], default=str)
+    assert published[0]["argsrepr"].startswith("console:")
+
+
 def test_every_metric_on_dashboard_and_alerts_is_exported(
     webhook_bot: BotProcess, make_tg_chat: Any, worker: Any, upstreams: Any
 ) -> None:
