@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-heavy lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
@@ -17,6 +17,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The chaos and fuzz tests at ten times the size (minutes, not seconds); not part of `make test`.
+test-heavy: $(STAMP)
+	HEAVY=1 $(PY) -m pytest tests/test_chaos.py tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     NEGATIVE_CACHE_TTL: int = Field(60, ge=0, description="seconds a 'not found' is cached")
     TASK_SOFT_TIME_LIMIT: float = Field(60.0, gt=0, description="soft limit on one task run")
     TASK_TIME_LIMIT: float = Field(90.0, gt=0, description="hard limit on one task run")
-    BROKER_VISIBILITY_TIMEOUT: int = Field(300, ge=60, description="Redis broker redelivery")
+    BROKER_VISIBILITY_TIMEOUT: int = Field(300, ge=10, description="Redis broker redelivery")
     HTTP_USER_AGENT: str = Field(
         "chatbot-lookups/0.1 (https://example.invalid/chatbot; ops@example.invalid)",
         description="sent to every upstream (Wikimedia asks for a descriptive one)",

@@ -35,9 +35,13 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     # The Redis transport redelivers unacked messages (countdown retries included) after
-    # this many seconds; settings refuse a backoff cap anywhere near it.
+    # this many seconds; settings refuse a backoff cap anywhere near it. Workers sweep for
+    # such messages every tenth of it: kombu's default sweep (every 10 s, scanning on every
+    # 10th) could leave a dead worker's task waiting 100 s past the timeout.
     broker_transport_options={
         "visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": max(1, settings.BROKER_VISIBILITY_TIMEOUT // 10),
+        "unacked_restore_throttle": 1,
         "socket_timeout": settings.REDIS_TIMEOUT,
         "socket_connect_timeout": settings.REDIS_TIMEOUT,
     },

@@ -212,8 +212,10 @@ def _lookup(
         )
         return result, "not_found"
     except QuotaWait as exc:
-        # Over the upstream's rate: wait in the queue, keeping the failure count as it was.
-        raise self.retry(countdown=exc.after, kwargs={"refresh": refresh, "failures": failures}) from None
+        # Over the upstream's rate: wait in the queue, keeping the failure count as it was
+        # (never longer than the backoff cap, which stays well under the visibility timeout).
+        countdown = min(exc.after, settings.LOOKUP_RETRY_BACKOFF_MAX)
+        raise self.retry(countdown=countdown, kwargs={"refresh": refresh, "failures": failures}) from None
     except QuotaExhausted:
         result = finish_failure(
             command, request, params, f"{name}'s daily quota is used up. Please try again tomorrow."
@@ -304,7 +306,8 @@ def review_source(self: Task, source: str, params: dict[str, Any], failures: int
     except NotFound:
         return {"source": source, "places": []}
     except QuotaWait as exc:
-        raise self.retry(countdown=exc.after, kwargs={"failures": failures}) from None
+        countdown = min(exc.after, settings.LOOKUP_RETRY_BACKOFF_MAX)
+        raise self.retry(countdown=countdown, kwargs={"failures": failures}) from None
     except QuotaExhausted:
         return {"source": source, "error": "over its daily quota"}
     except BreakerOpen:

@@ -16,6 +16,7 @@ from bot import registry
 from bot.registry import UsageError
 from tests.botprocess import BotProcess
 from tests.chat_telegram import WEBHOOK_SECRET, running
+from tests.scale import scale
 
 # Odd unicode included: controls, surrogate-free astral planes, RTL marks, zero-width joiners.
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=600)
@@ -28,7 +29,11 @@ JSON = st.recursive(
 
 
 @pytest.mark.parametrize("command", [c for c in registry.commands(admin=None)], ids=lambda c: c.name)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=scale(150, 1500),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(args=TEXT)
 def test_every_parser_accepts_or_explains(command: registry.Command, args: str) -> None:
     try:
@@ -77,7 +82,11 @@ UPDATES = st.one_of(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=scale(120, 1200),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(update=UPDATES)
 def test_webhook_takes_any_body_without_a_5xx(fuzz_webhook_bot: BotProcess, update: Any) -> None:
     response = requests.post(
@@ -95,7 +104,11 @@ def test_the_webhook_bot_still_answers_after_fuzzing(fuzz_webhook_bot: BotProces
     assert chat.reply() == "pong"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=scale(25, 250),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     text=TEXT,
     extra=st.dictionaries(
@@ -141,7 +154,11 @@ OPTION_VALUES = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=scale(40, 400),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     name=st.one_of(st.sampled_from([c.name for c in registry.commands(admin=None)]), TEXT.filter(bool)),
     options=st.lists(
