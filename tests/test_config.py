@@ -22,7 +22,11 @@ from tests.conftest import ROOT
         ("UPSTREAM_READ_TIMEOUT", "soon", "UPSTREAM_READ_TIMEOUT: Input should be a valid number"),
         ("LOOKUP_RETRY_BACKOFF_MAX", "5000", "must stay well under BROKER_VISIBILITY_TIMEOUT"),
         ("BROKER_VISIBILITY_TIMEOUT", "80", "BROKER_VISIBILITY_TIMEOUT must be above TASK_TIME_LIMIT"),
-        ("BROKER_VISIBILITY_TIMEOUT", "5", "BROKER_VISIBILITY_TIMEOUT: Input should be greater than or equal to 10"),
+        (
+            "BROKER_VISIBILITY_TIMEOUT",
+            "5",
+            "BROKER_VISIBILITY_TIMEOUT: Input should be greater than or equal to 10",
+        ),
     ],
 )
 def test_bad_setting_stops_start_up_with_a_clear_message(name: str, value: str, message: str) -> None:
