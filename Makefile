@@ -20,7 +20,7 @@ test: $(STAMP)
 
 # The chaos and fuzz tests at ten times the size (minutes, not seconds); not part of `make test`.
 test-heavy: $(STAMP)
-	HEAVY=1 $(PY) -m pytest tests/test_chaos.py tests/test_fuzz.py
+	HEAVY=1 $(PY) -m pytest --timeout=900 tests/test_chaos.py tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -36,8 +36,10 @@ local user = ARGV[1]
 local flags = ARGV[5]
 
 local function done(outcome, value)
-  redis.call('HINCRBY', KEYS[5], outcome, 1)
-  redis.call('EXPIRE', KEYS[5], 7200)
+  -- The first count of an outcome in a minute sets the hash's expiry; later ones need not.
+  if redis.call('HINCRBY', KEYS[5], outcome, 1) == 1 then
+    redis.call('EXPIRE', KEYS[5], 7200)
+  end
   return outcome .. ':' .. (value or '')
 end
 

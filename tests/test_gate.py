@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
@@ -95,6 +96,16 @@ def test_rate_state_is_one_small_key_with_an_expiry(chat, redis_client) -> None:
     assert redis_client.memory_usage(keys[0]) < 200
 
 
+def test_the_minute_stats_hash_counts_outcomes_and_expires(chat, redis_client) -> None:
+    redis_client.delete(*redis_client.keys("stats:*") or ["-"])
+    for _ in range(3):
+        chat.send("/ping")
+        chat.immediate_reply()
+    stats = redis_client.keys("stats:*")  # one, or two if a minute turned meanwhile
+    assert sum(int(redis_client.hget(key, "pass") or 0) for key in stats) == 3
+    assert all(0 < redis_client.ttl(key) <= 7200 for key in stats)
+
+
 def test_banned_user_is_told_once_then_ignored(make_chat, redis_client) -> None:
     chat = make_chat()
     redis_client.hset("admin", f"ban:console:{chat.user}", "spam")
@@ -123,3 +134,17 @@ def test_redis_down_gets_a_clear_message(bot_loop: LoopThread) -> None:
         return outcome.reply.text if outcome.reply else None
 
     assert bot_loop.run(handle()) == UNAVAILABLE
+
+
+def test_a_request_survives_its_json_round_trip_with_every_field() -> None:
+    """to_dict() is spelled out for speed: it must still carry every field there is."""
+    import dataclasses
+
+    request = Request(
+        "telegram", "42", "7", "telegram:99", "fx", "1 EUR USD", {"message_id": 5, "chat_type": "group"}, 12.5
+    )
+    data = request.to_dict()
+    assert set(data) == {f.name for f in dataclasses.fields(Request)}
+    assert Request.from_dict(json.loads(json.dumps(data))) == request
+    data["meta"]["message_id"] = 6
+    assert request.meta["message_id"] == 5, "the dict is a copy"
