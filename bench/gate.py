@@ -107,6 +107,30 @@ async def run(n: int, users: int) -> None:
         gate_r, sep_r = results["gate (1 Lua call)"], results["separate calls"]
         print(f"separate calls p50 / gate p50: {sep_r['p50_us'] / gate_r['p50_us']:.2f}×")
 
+        # Where the gate's extra time goes on the server: Redis' own accounting of EVALSHA
+        # (INFO commandstats) for the gate, and for a script that does nothing with the same
+        # arguments (the cost of running any script at all).
+        nothing = await client.script_load("return 'pass:'")
+
+        async def empty_script(i: int) -> object:
+            args = (8, *(f"k{n}" for n in range(8)), *(["a"] * 7))
+            return await client.evalsha(nothing, *args)
+
+        server_us = {}
+        for name, call, stat in (
+            ("gate", lua, "evalsha"),
+            ("empty script", empty_script, "evalsha"),
+            ("GET", bare, "get"),
+        ):
+            await client.config_resetstat()
+            for i in range(5000):
+                await call(n + i)
+            server_us[name] = float((await client.info("commandstats"))[f"cmdstat_{stat}"]["usec_per_call"])
+        print(
+            f"time inside Redis per call: gate {server_us['gate']:.1f} µs, an empty script with the same "
+            f"arguments {server_us['empty script']:.1f} µs, a bare GET {server_us['GET']:.1f} µs"
+        )
+
         # Memory per rate-limited user: one GCRA key with an expiry each.
         await client.flushdb()
         before = int((await client.info("memory"))["used_memory"])

@@ -87,16 +87,19 @@ end
 redis.call('SET', KEYS[3], string.format('%d', new_tat), 'PX', string.format('%d', new_tat - now))
 
 if string.find(flags, 'c', 1, true) then
-  local open_until = tonumber(redis.call('HGET', KEYS[8], 'open_until') or 0)
-  local breaker_open = now < open_until
   local cached = redis.call('GET', KEYS[4])
+  local body
   if cached then
     local sep = string.find(cached, ':', 1, true)
     local fresh_until = tonumber(string.sub(cached, 1, sep - 1)) or 0
-    local body = string.sub(cached, sep + 1)
+    body = string.sub(cached, sep + 1)
     if now < fresh_until then
-      return done('hit', body)
+      return done('hit', body)  -- fresh: the breaker does not matter (one call fewer)
     end
+  end
+  local open_until = tonumber(redis.call('HGET', KEYS[8], 'open_until') or 0)
+  local breaker_open = now < open_until
+  if cached then
     if breaker_open then
       return done('stale_open', body)
     end
