@@ -113,8 +113,8 @@ async def run(n: int, users: int) -> None:
         nothing = await client.script_load("return 'pass:'")
 
         async def empty_script(i: int) -> object:
-            args = (8, *(f"k{n}" for n in range(8)), *(["a"] * 7))
-            return await client.evalsha(nothing, *args)
+            names = [f"k{n}" for n in range(8)] + ["a"] * 7
+            return await client.evalsha(nothing, 8, *names)
 
         server_us = {}
         for name, call, stat in (
