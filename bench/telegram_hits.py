@@ -224,6 +224,7 @@ async def run(seconds: float, inflights: list[int]) -> None:
             process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
             if os.environ.get("BENCH_PROFILE"):
                 profile = ["py-spy", "record", "-o", os.environ["BENCH_PROFILE"], "-d", "4", "-f", "raw"]
+                profile += ["-r", "500"]  # samples per second: enough to see a 1% frame
                 subprocess.Popen(["sh", "-c", f"sleep 3; exec {' '.join(profile)} -p {process.pid}"])
             try:
                 url = f"http://127.0.0.1:{bot_port}"
