@@ -91,7 +91,7 @@ def _count(command: str, outcome: str, running: int = 0) -> None:
         pipe.incrby(keys.RUNNING, running)
     try:
         pipe.execute()
-    except redis.RedisError as exc:
+    except (redis.RedisError, SoftTimeLimitExceeded) as exc:  # never at the cost of the reply
         log.warning("could not count a lookup for /stats: %s", type(exc).__name__)
 
 
