@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from bot.devstack import RedisServer
@@ -232,10 +233,10 @@ def test_a_broker_outage_tells_users_and_queued_work_completes_after(
         queued = [make_tg_chat() for _ in range(3)]
         for n, chat in enumerate(queued):
             chat.send(f"/fx {400 + n} EUR USD")
-        # "typing…" goes out once a lookup is queued: then they are in the broker.
-        assert telegram.wait_for(
-            lambda: all(telegram.messages(c.chat_id, method="sendChatAction") for c in queued), 15
-        )
+        # The three lookups wait in the broker's queue (a Redis list named after the queue).
+        in_broker = redis.Redis.from_url(f"{broker.url}/0")
+        assert wait_until(lambda: in_broker.llen(worker.env["CELERY_QUEUE"]) == 3, timeout=15)
+        in_broker.close()
         broker.stop(keep_data=True)
         told = make_tg_chat()
         told.send("/fx 499 EUR USD")
