@@ -66,44 +66,45 @@ def rabbitmq_url() -> str:
     return url
 
 
-def test_the_same_flow_works_with_rabbitmq_as_broker(rabbitmq_url: str, upstreams) -> None:
-    queue = f"test-amqp-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "CELERY_BROKER_URL": rabbitmq_url, "CELERY_QUEUE": queue, "WORKER_METRICS_PORT": "0"}
-    worker = Worker(env, concurrency=1, name="amqp").start()
+def console_session(lines: str, name: str, **settings: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`python -m bot` on the console with a worker of its own (on a queue of its own, with
+    the given settings): what the user saw, and the worker's log."""
+    queue = f"test-{name}-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "CELERY_QUEUE": queue, "WORKER_METRICS_PORT": "0", **settings}
+    worker = Worker(env, concurrency=1, name=name).start()
     try:
         result = subprocess.run(
             [sys.executable, "-m", "bot"],
-            cwd=ROOT, env=env, input="/fx 2 USD GBP\n/wiki Alan Turing\n", capture_output=True, text=True,
+            cwd=ROOT,
+            env=env,
+            input=lines,
+            capture_output=True,
+            text=True,
             timeout=60,
-        )  # fmt: skip
+        )
     finally:
         worker.stop()
     assert result.returncode == 0, result.stderr
+    return result, worker.logs()
+
+
+def test_the_same_flow_works_with_rabbitmq_as_broker(rabbitmq_url: str, upstreams) -> None:
+    result, logs = console_session(
+        "/fx 2 USD GBP\n/wiki Alan Turing\n", "amqp", CELERY_BROKER_URL=rabbitmq_url
+    )
     assert "2.00 USD = 1.57 GBP (ECB rate of 2026-11-27)" in result.stdout
     assert "Alan Turing" in result.stdout
     assert upstreams.count("fx") == 1
-    assert "amqp://guest:**@localhost:5672//" in worker.logs()
+    assert "amqp://guest:**@localhost:5672//" in logs
 
 
 @pytest.mark.parametrize("inline", [True, False])
 def test_the_lookup_sends_its_reply_itself_unless_told_not_to(inline: bool, upstreams) -> None:
     """DELIVER_INLINE (default): the lookup sends and drops the chained deliver task, so no
     deliver task runs; with it off, the deliver task after the lookup sends."""
-    queue = f"test-inline-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "CELERY_QUEUE": queue, "WORKER_METRICS_PORT": "0", "DELIVER_INLINE": str(inline)}
-    worker = Worker(env, concurrency=1, name="inline").start()
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "bot"],
-            cwd=ROOT, env=env, input="/fx 3 USD GBP\n/wiki Alan Turing\n", capture_output=True, text=True,
-            timeout=60,
-        )  # fmt: skip
-    finally:
-        worker.stop()
-    assert result.returncode == 0, result.stderr
+    result, logs = console_session("/fx 3 USD GBP\n/wiki Alan Turing\n", "inline", DELIVER_INLINE=str(inline))
     assert result.stdout.count("3.00 USD = 2.36 GBP (ECB rate of 2026-11-27)") == 1
     assert result.stdout.count("Alan Turing\n") == 1
-    logs = worker.logs()
     assert logs.count("Task lookup[") >= 2
     assert logs.count("Task deliver[") == (0 if inline else 4), logs  # received + succeeded, twice
 
