@@ -23,6 +23,7 @@ def bot(worker: Any) -> Iterator[BotProcess]:
     from tests.conftest import _DISCORD
 
     guilds = ",".join(str(g) for g in _DISCORD.guilds)
+    _DISCORD.commands.clear()  # what bots of other modules synced (globally, say) is not ours
     process = discord_bot(_DISCORD, {"DISCORD_GUILD_IDS": guilds, "DISCORD_PREFIX": "!"}).start()
     yield process
     assert process.stop() == 0, process.logs()[-3000:]
