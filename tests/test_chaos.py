@@ -144,7 +144,7 @@ def test_a_flooding_user_is_limited_while_others_keep_their_latency(
             started = time.monotonic()
             for _ in range(100 * seconds):  # 100 messages/s
                 replies.append((await ask("flooder"))[1])
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the flooder's pace: about 100 messages/s
             return replies, time.monotonic() - started
 
         calm = await others(5)

@@ -164,7 +164,7 @@ class Upstreams:
         if fault is None:
             return None
         if fault.delay:
-            await asyncio.sleep(fault.delay)
+            await asyncio.sleep(fault.delay)  # emulated hang: the client's read timeout fires
         if fault.body is not None:
             return web.Response(text=fault.body, content_type="application/json")
         if fault.status:
