@@ -221,13 +221,10 @@ async def celery_enqueue(request: Request, params: Params, refresh: bool = False
 
     from tasks.lookup import deliver, lookup
 
-    # The request id stands for the arguments in the message headers (what monitors such as
-    # Flower show): user text stays out of them, and Celery skips building a repr.
-    shown = {"argsrepr": request.request_id, "kwargsrepr": ""}
     if refresh:
-        signature = lookup.s(request.to_dict(), params, refresh=True).set(**shown)
+        signature = lookup.s(request.to_dict(), params, refresh=True)
     else:
-        signature = chain(lookup.s(request.to_dict(), params).set(**shown), deliver.s().set(**shown))
+        signature = chain(lookup.s(request.to_dict(), params), deliver.s())
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(_publisher, signature.apply_async)
 
@@ -236,9 +233,7 @@ async def celery_enqueue_delivery(request: Request, reply: Reply) -> None:
     """Hand a reply the adapter could not send (platform back-pressure) to a worker."""
     from tasks.lookup import deliver
 
-    signature = deliver.s(
-        {"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}}
-    ).set(argsrepr=request.request_id, kwargsrepr="")
+    signature = deliver.s({"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}})
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(_publisher, signature.apply_async)

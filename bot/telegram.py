@@ -173,7 +173,6 @@ class TelegramAdapter:
             },
             received_at=time.time(),
         )
-
         outcome = await self.pipeline.handle(request)
         if outcome.reply is not None:
             await self._answer(request, outcome.reply)

@@ -5,15 +5,40 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 
 from config import get_settings
 
 settings = get_settings()
 IS_WORKER = "worker" in sys.argv[1:]
 
-app = Celery("chatbot")
+
+def request_id_of(args: Any) -> str:
+    """The request id a task's arguments carry (a request, or a result holding one), or ""."""
+    first = args[0] if args else None
+    if isinstance(first, dict):
+        request = first.get("request", first)
+        if isinstance(request, dict) and "request_id" in request:
+            return str(request["request_id"])
+    return ""
+
+
+class LabelledTask(Task):
+    """Every task message — queued by the bot, a retry, the next step of a chain — labels its
+    arguments with the request id (or a count) instead of Celery's repr of them: that label
+    is what Flower and `celery events` show, so user text stays out, and no repr is built."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        first = args[0] if args else None
+        label = request_id_of(args) or (f"{len(first)} items" if isinstance(first, list) else "")
+        options.setdefault("argsrepr", label)
+        options.setdefault("kwargsrepr", "")
+        return super().apply_async(args, kwargs, **options)
+
+
+app = Celery("chatbot", task_cls=LabelledTask)
 app.conf.update(
     broker_url=settings.broker_url,
     task_default_queue=settings.CELERY_QUEUE,
@@ -115,8 +140,5 @@ def _request_id(args: tuple[object, ...] | None = None, **_: object) -> None:
     """Every log line of a task carries the request id of the message it serves."""
     from bot import logs
 
-    first = args[0] if args else None
-    if isinstance(first, dict):
-        request = first.get("request", first)
-        if isinstance(request, dict) and "request_id" in request:
-            logs.request_id.set(str(request["request_id"]))
+    if request_id := request_id_of(args):
+        logs.request_id.set(request_id)

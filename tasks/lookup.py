@@ -157,8 +157,7 @@ def finish_failure(
 def _fan_out(waiting: list[dict[str, Any]], reply: Reply) -> None:
     results = [_result(request, reply) for request in waiting]
     for start in range(0, len(results), FAN_OUT_CHUNK):
-        chunk = results[start : start + FAN_OUT_CHUNK]
-        deliver_batch.apply_async((chunk,), argsrepr=f"{len(chunk)} replies", kwargsrepr="")
+        deliver_batch.delay(results[start : start + FAN_OUT_CHUNK])
 
 
 # --- lookup ---------------------------------------------------------------------------------
@@ -350,6 +349,36 @@ def merge_reviews(
 
 
 # --- delivery ---------------------------------------------------------------------------------
+# What a sender raises when trying again later may help: the platform's back-pressure or an
+# outage (RetryLater), Redis, the network (requests' connection errors are OSErrors).
+RETRYABLE = (RetryLater, redis.RedisError, OSError)
+
+
+def _unpack(result: dict[str, Any]) -> tuple[Request, Reply]:
+    reply = result["reply"]
+    return Request.from_dict(result["request"]), Reply(reply["text"], reply.get("kind", "answer"))
+
+
+def _reason(exc: BaseException) -> str:
+    # str() of a connection error can hold a URL with a bot token: only the class name.
+    return exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
+
+
+def _send(req: Request, reply: Reply) -> None:
+    """Send a reply now. A platform's final refusal (the user blocked the bot) is logged and
+    counted here; what may go later (RETRYABLE) is raised for the caller to schedule."""
+    try:
+        sender_for(req.platform)(worker_redis(), req, reply)
+    except Undeliverable as exc:
+        log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
+        metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
+        return
+    log.info("%s: reply delivered on %s", req.request_id, req.platform)
+    metrics.DELIVERIES.labels(req.platform, "sent").inc()
+    if req.received_at:
+        metrics.REPLY_LATENCY.labels(req.platform, "worker").observe(max(0.0, time.time() - req.received_at))
+
+
 def deliver_now(task: Task, result: dict[str, Any]) -> dict[str, Any]:
     """The fast path of lookup → deliver: the lookup sends the reply itself, sparing the user
     a broker hop (~5 ms, bench/miss.py). Whatever cannot go at once — back-pressure, an outage,
@@ -359,22 +388,15 @@ def deliver_now(task: Task, result: dict[str, Any]) -> dict[str, Any]:
     (its worker lost before the ack) cannot send twice: senders mark each part sent."""
     if not get_settings().DELIVER_INLINE:
         return result
-    req = Request.from_dict(result["request"])
-    reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
+    req, reply = _unpack(result)
     try:
-        sender_for(req.platform)(worker_redis(), req, reply)
-    except Undeliverable as exc:
-        log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
-        metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
-    except (RetryLater, redis.RedisError, OSError, SoftTimeLimitExceeded) as exc:
-        reason = exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
-        log.info("%s: sending left to the deliver task (%s)", req.request_id, reason)
+        _send(req, reply)
+    except (*RETRYABLE, SoftTimeLimitExceeded) as exc:
+        log.info("%s: sending left to the deliver task (%s)", req.request_id, _reason(exc))
         return result
     except Exception:  # a sender bug: the deliver task meets it again and reports it
         log.exception("%s: sending from the lookup failed", req.request_id)
         return result
-    else:
-        _delivered(req)
     chained = task.request.chain
     if chained and len(chained) == 1 and chained[0].get("task") == deliver.name:
         task.request.chain = None  # Celery reads it after the task returns
@@ -388,19 +410,12 @@ def deliver(self: Task, result: dict[str, Any] | None) -> None:
     if result is None or result.get("delivered"):
         return  # a refresh (nobody waits), or the lookup already sent it
     settings = get_settings()
-    req = Request.from_dict(result["request"])
-    reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
+    req, reply = _unpack(result)
     attempts = self.request.retries + 1
     try:
-        sender_for(req.platform)(worker_redis(), req, reply)
-        _delivered(req)
-    except Undeliverable as exc:
-        log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
-        metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
-    except (RetryLater, redis.RedisError, OSError) as exc:
-        # OSError covers requests' connection errors; str() of those can hold a URL with a
-        # bot token, so only the class name is logged.
-        reason = exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
+        _send(req, reply)
+    except RETRYABLE as exc:
+        reason = _reason(exc)
         if self.request.retries < settings.DELIVER_MAX_RETRIES:
             after = exc.after if isinstance(exc, RetryLater) else None
             countdown = backoff(
@@ -422,29 +437,12 @@ def deliver(self: Task, result: dict[str, Any] | None) -> None:
         _dead_letter(result["request"], {"reply": reply.text}, f"delivery: {reason}", "delivery", attempts)
 
 
-def _delivered(req: Request) -> None:
-    log.info("%s: reply delivered on %s", req.request_id, req.platform)
-    metrics.DELIVERIES.labels(req.platform, "sent").inc()
-    if req.received_at:
-        metrics.REPLY_LATENCY.labels(req.platform, "worker").observe(max(0.0, time.time() - req.received_at))
-
-
 @app.task(name="deliver_batch")
 def deliver_batch(results: list[dict[str, Any]]) -> None:
     """The same reply to many coalesced requests; any that cannot go now get their own
     `deliver` task with its retries, so one slow chat holds up nobody else."""
     for result in results:
-        req = Request.from_dict(result["request"])
-        reply = Reply(result["reply"]["text"], result["reply"].get("kind", "answer"))
         try:
-            sender_for(req.platform)(worker_redis(), req, reply)
-            _delivered(req)
-        except Undeliverable as exc:
-            log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
-        except (RetryLater, redis.RedisError, OSError):
-            deliver.apply_async(
-                (result,),
-                countdown=get_settings().LOOKUP_RETRY_BACKOFF,
-                argsrepr=req.request_id,
-                kwargsrepr="",
-            )
+            _send(*_unpack(result))
+        except RETRYABLE:
+            deliver.apply_async((result,), countdown=get_settings().LOOKUP_RETRY_BACKOFF)
