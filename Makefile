@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	@$(PY) -m bot.devstack
+	@$(PY) -m dev
 
 test: $(STAMP)
 	$(PY) -m pytest

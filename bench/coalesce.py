@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from bot.devstack import RedisServer, wait_for_redis  # noqa: E402
+from dev.redis_server import RedisServer, wait_for_redis  # noqa: E402
 from tests.emulators.upstreams import Upstreams  # noqa: E402
 
 
@@ -49,14 +49,15 @@ async def run_once(env: dict[str, str], identical: int, distinct: int) -> dict[s
     # Settings are read from the environment: import after it is set.
     for key, value in env.items():
         os.environ[key] = value
+    from bot.core.request import Request
     from bot.main import make_redis
     from bot.pipeline import Pipeline
-    from bot.request import Request
     from config import Settings
+    from tasks.enqueue import CeleryQueue
 
     settings = Settings()
     client = make_redis(settings)
-    pipeline = Pipeline(settings, client)
+    pipeline = Pipeline(settings, client, CeleryQueue(settings))
     session = f"bench-{time.time_ns()}"
     requests_ = [Request("console", session, f"u{n}", f"console:{session}-{n}", "wiki", "Alan Turing")
                  for n in range(identical)]  # fmt: skip

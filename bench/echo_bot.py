@@ -21,7 +21,7 @@ from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 from webhook_host import serve
 
-from bot.telegram_transport import AiohttpRequest
+from bot.platforms.telegram.transport import AiohttpRequest
 
 
 async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

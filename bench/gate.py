@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis.asyncio as aioredis
 
-from bot import cache, keys
-from bot.devstack import RedisServer
-from bot.gate import Gate
-from bot.request import Request
+from bot.core import cache, keys
+from bot.core.gate import Gate
+from bot.core.request import Request
 from config import Settings
+from dev.redis_server import RedisServer
 
 
 def _percentile(values: list[float], q: float) -> float:

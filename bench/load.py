@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 import requests  # noqa: E402
 
-from bot.devstack import RedisServer, free_port  # noqa: E402
+from dev.redis_server import RedisServer, free_port  # noqa: E402
 from tests.emulators.telegram import TelegramEmulator  # noqa: E402
 from tests.emulators.upstreams import Upstreams  # noqa: E402
 

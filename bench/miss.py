@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from load import TOKEN, _replied, bot_stack  # noqa: E402
 
-from bot.devstack import RedisServer  # noqa: E402
+from dev.redis_server import RedisServer  # noqa: E402
 from tests.emulators.telegram import TelegramEmulator  # noqa: E402
 from tests.emulators.upstreams import Upstreams  # noqa: E402
 

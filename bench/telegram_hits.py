@@ -34,8 +34,9 @@ import aiohttp  # noqa: E402
 import redis  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from bot import cache, registry  # noqa: E402
-from bot.devstack import RedisServer, free_port  # noqa: E402
+from bot.commands import registry  # noqa: E402
+from bot.core import cache  # noqa: E402
+from dev.redis_server import RedisServer, free_port  # noqa: E402
 
 TOKEN = "1:bench"
 SECRET = "bench-secret-0123456789"

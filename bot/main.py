@@ -1,4 +1,8 @@
-"""`python -m bot`: start the adapters the settings enable (the console when none is)."""
+"""`python -m bot`: start the adapters the settings enable (the console when none is).
+
+The composition root: the one module that builds the pipeline with its task queue, the
+adapters and the HTTP server, and so the one place in `bot/` that imports `tasks`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from bot import http, logs, metrics, monitoring
+from bot.core.queue import TaskQueue
+from bot.ops import http, logs, metrics, sentry
+from bot.ops.gauges import GaugeReader
+from bot.platforms.base import Adapter
 from config import ConfigError, Settings, get_settings
 
 log = logging.getLogger("bot")
@@ -33,88 +39,53 @@ def make_redis(settings: Settings) -> aioredis.Redis:
 
 
 def readiness_checks(
-    settings: Settings, client: aioredis.Redis, adapters: list[Any]
+    client: aioredis.Redis, queue: TaskQueue, adapters: list[Adapter]
 ) -> dict[str, http.Check]:
     async def redis_check() -> str:
         return "" if await client.ping() else "no PONG"
 
-    async def broker_check() -> str:
-        return await asyncio.to_thread(broker_reachable)
-
-    checks: dict[str, http.Check] = {"redis": redis_check, "broker": broker_check}
+    checks: dict[str, http.Check] = {"redis": redis_check, "broker": queue.reachable}
     for adapter in adapters:
 
-        async def connected(adapter: Any = adapter) -> str:
+        async def connected(adapter: Adapter = adapter) -> str:
             return "" if adapter.connected() else "not connected"
 
         checks[type(adapter).__name__.removesuffix("Adapter").lower()] = connected
     return checks
 
 
-def broker_reachable() -> str:
-    from tasks.app import app
+def make_queue(settings: Settings) -> TaskQueue:
+    # The one import of `tasks` from `bot/`: the pipeline is handed the queue it publishes to.
+    from tasks.enqueue import CeleryQueue
 
-    with app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, timeout=2)
-    return ""
-
-
-_gauge_redis: Any = None
-
-
-def read_gauges(settings: Settings) -> dict[str, Any]:
-    """Shared state for the gauges on /metrics: breakers, queue, lookups running, dead letters.
-    Runs in a thread at each scrape, on one pooled client kept for the process."""
-    global _gauge_redis
-    import redis as redis_sync
-
-    from bot import keys
-    from bot.admin import queue_depth_sync
-
-    if _gauge_redis is None:
-        _gauge_redis = redis_sync.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-    client = _gauge_redis
-    breakers = {}
-    for key in client.scan_iter(match="breaker:{*}", count=200):
-        name = key.decode()
-        if name.endswith(":fails"):
-            continue
-        state = client.hget(name, "state")
-        breakers[name[len("breaker:{") : -1]] = state.decode() if isinstance(state, bytes) else "closed"
-    depth = queue_depth_sync(settings)
-    return {
-        "breakers": breakers,
-        "queue_depth": float(depth) if depth.isdigit() else float("nan"),
-        "in_flight": float(client.get(keys.RUNNING) or 0),
-        "dead_letters": float(client.llen(keys.DEAD_LETTERS)),
-    }
+    return CeleryQueue(settings)
 
 
 def has_platform(settings: Settings) -> bool:
     return bool(settings.TELEGRAM_TOKEN.get_secret_value() or settings.DISCORD_TOKEN.get_secret_value())
 
 
-async def serve_platforms(settings: Settings, client: aioredis.Redis) -> int:
+async def serve_platforms(settings: Settings, client: aioredis.Redis, queue: TaskQueue) -> int:
     """Run the platform adapters and the HTTP server until SIGTERM or Ctrl-C."""
     from bot.pipeline import Pipeline
 
-    pipeline = Pipeline(settings, client)
-    gauges = metrics.RedisGauges(lambda: read_gauges(settings))
+    pipeline = Pipeline(settings, client, queue)
+    depth_now = getattr(queue, "depth_now", lambda: "unknown")
+    gauges = metrics.RedisGauges(GaugeReader(settings, depth_now))
     with contextlib.suppress(ValueError):  # registered once per process
         REGISTRY.register(gauges)
-    adapters: list[Any] = []
+    # Each SDK is imported only when its platform is on.
+    adapters: list[Adapter] = []
     if settings.TELEGRAM_TOKEN.get_secret_value():
-        from bot.telegram import TelegramAdapter
+        from bot.platforms.telegram.adapter import TelegramAdapter
 
         adapters.append(TelegramAdapter(settings, pipeline))
     if settings.DISCORD_TOKEN.get_secret_value():
-        from bot.discord import DiscordAdapter
+        from bot.platforms.discord.adapter import DiscordAdapter
 
         adapters.append(DiscordAdapter(settings, pipeline))
     routes = [route for adapter in adapters for route in adapter.routes()]
-    checks = readiness_checks(settings, client, adapters)
+    checks = readiness_checks(client, queue, adapters)
     runner = await http.start(settings.HTTP_HOST, settings.HTTP_PORT, routes, checks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,13 +107,14 @@ async def serve_platforms(settings: Settings, client: aioredis.Redis) -> int:
 
 
 async def serve(settings: Settings) -> int:
-    from bot import console
+    from bot.platforms.console import adapter as console
 
     client = make_redis(settings)
+    queue = make_queue(settings)
     try:
         if has_platform(settings):
-            return await serve_platforms(settings, client)
-        return await console.run(settings, client)
+            return await serve_platforms(settings, client, queue)
+        return await console.run(settings, client, queue)
     finally:
         await client.aclose()
 
@@ -160,7 +132,7 @@ def main() -> int:
         logs.setup(settings.model_copy(update={"LOG_FORMAT": "console"}), "bot", level)
     else:
         logs.setup(settings, "bot")
-    monitoring.init(settings, "bot")
+    sentry.init(settings, "bot")
     # SIGTERM (a process manager stopping us) ends the bot like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -168,4 +140,4 @@ def main() -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        monitoring.flush()
+        sentry.flush()

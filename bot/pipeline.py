@@ -1,35 +1,31 @@
 """The platform-neutral path of every incoming message: parse → gate → answer or queue.
 
 Adapters call `Pipeline.handle(request)` and render what comes back; nothing here knows
-about any platform's wire format.
+about any platform's wire format, and nothing here knows Celery: the task queue is handed in
+(bot/core/queue.py; tasks/enqueue.py implements it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
 
-from bot import logs, metrics, registry
-from bot.gate import Gate
-from bot.registry import Params, UsageError
-from bot.request import Reply, Request
+from bot.commands import admin, registry
+from bot.commands.registry import Params, UsageError
+from bot.core import phrases
+from bot.core.gate import Gate
+from bot.core.queue import TaskQueue
+from bot.core.request import Reply, Request
+from bot.ops import logs, metrics
 from config import Settings
 
 log = logging.getLogger(__name__)
-
-UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
-HINT = "Commands start with /. Send /help for the list."
-
-Enqueue = Callable[[Request, Params], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -40,21 +36,6 @@ class Outcome:
     reply: Reply | None
     queued: bool = False
     decision: str = ""
-
-
-def age_text(at: float) -> str:
-    seconds = max(0, int(time.time() - at))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    if seconds < 172_800:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86_400} days ago"
-
-
-def retry_text(seconds: float) -> str:
-    return f"You are sending too fast. Please try again in {max(1, math.ceil(seconds))} s."
 
 
 @dataclass(frozen=True)
@@ -75,12 +56,12 @@ def parse_command(text: str) -> ParsedCommand:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, redis_client: Any, enqueue: Enqueue | None = None):
+    def __init__(self, settings: Settings, redis_client: Any, queue: TaskQueue):
         self.settings = settings
         self.gate = Gate(redis_client, settings)
         self.redis = redis_client
         self.admins = settings.admins
-        self.enqueue = enqueue or celery_enqueue
+        self.queue = queue
 
     async def handle(
         self, request: Request, before_queue: Callable[[], Awaitable[None]] | None = None
@@ -104,7 +85,7 @@ class Pipeline:
         problem: Reply | None = None
         params: Params = {}
         if not request.command:
-            problem = Reply(HINT, "usage")
+            problem = Reply(phrases.HINT, "usage")
         elif command is None:
             name = request.command[:32]
             problem = Reply(f"Unknown command /{name}. Send /help for the list.", "usage")
@@ -120,18 +101,18 @@ class Pipeline:
             decision = await self.gate.check(request, cache_key, is_admin, command.breaker if command else "")
         except (redis.exceptions.RedisError, OSError) as exc:
             log.error("%s: gate unavailable: %r", request.request_id, exc)
-            return Outcome(Reply(UNAVAILABLE, "error"), decision="unavailable")
+            return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
 
         outcome = decision.outcome
         if outcome in ("duplicate", "banned_silent"):
             return Outcome(None, decision=outcome)
         if outcome == "banned":
-            return Outcome(Reply("You are blocked from using this bot.", "notice"), decision=outcome)
+            return Outcome(Reply(phrases.BLOCKED, "notice"), decision=outcome)
         if outcome == "maintenance":
             return Outcome(Reply(decision.value, "notice"), decision=outcome)
         if outcome == "limited":
             return Outcome(
-                Reply(retry_text(decision.retry_after), "limited", ephemeral=True), decision=outcome
+                Reply(phrases.retry_text(decision.retry_after), "limited", ephemeral=True), decision=outcome
             )
         if command is not None and command.admin is not None:
             return Outcome(await self._admin(command, request, params, problem, is_admin), decision="admin")
@@ -143,19 +124,15 @@ class Pipeline:
             cached = json.loads(decision.value)
             text = cached["text"]
             if outcome != "hit":
-                age = age_text(float(cached.get("at", 0)))
                 why = (
-                    f"{command.provider_name} is not answering right now"
-                    if outcome == "stale_open"
-                    else "refreshing"
+                    phrases.not_answering(command.provider_name) if outcome == "stale_open" else "refreshing"
                 )
-                text = f"{text}\n(as of {age}; may be outdated — {why})"
+                text = f"{text}\n{phrases.stale_note(float(cached.get('at', 0)), f'may be outdated — {why}')}"
             if outcome == "stale_refresh":
                 await self._refresh(request, params)
             return Outcome(Reply(text, cached.get("kind", "answer")), decision=outcome)
         if outcome == "open":
-            wait = max(1, math.ceil(decision.retry_after))
-            text = f"{command.provider_name} is unavailable right now, try again in {wait} s."
+            text = phrases.unavailable_for(command.provider_name, decision.retry_after)
             return Outcome(Reply(text, "error"), decision=outcome)
 
         try:
@@ -164,16 +141,16 @@ class Pipeline:
             if outcome == "coalesced":
                 # The same lookup is already running: this request waits in Redis for it.
                 return Outcome(None, queued=True, decision=outcome)
-            await self.enqueue(request, params)
+            await self.queue.lookup(request, params)
         except Exception as exc:  # broker down or unreachable: tell the user, never go quiet
             log.error("%s: could not queue the lookup: %r", request.request_id, exc)
-            return Outcome(Reply(UNAVAILABLE, "error"), decision="unavailable")
+            return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
         return Outcome(None, queued=True, decision="miss")
 
     async def _refresh(self, request: Request, params: Params) -> None:
         """Stale-while-revalidate: the user has the stale answer; one lookup refreshes it."""
         try:
-            await celery_enqueue(request, params, refresh=True)
+            await self.queue.lookup(request, params, refresh=True)
         except Exception as exc:  # the stale answer stands; the in-flight marker expires
             log.warning("%s: could not queue a refresh: %r", request.request_id, exc)
 
@@ -187,17 +164,15 @@ class Pipeline:
     ) -> Reply:
         """Admin commands: authorised here, on every call, whatever a platform shows; every
         attempt — refused, malformed or done — lands in the audit stream."""
-        from bot import admin
-
         if not is_admin:
-            reply = Reply("Not allowed: that command is for admins.", "error")
+            reply = Reply(phrases.NOT_ALLOWED, "error")
             await admin.audit(self.redis, self.settings, request, "refused: not an admin")
             return reply
         if problem is not None:
             await admin.audit(self.redis, self.settings, request, "usage error")
             return problem
         assert command.admin is not None
-        context = admin.AdminContext(self.settings, self.redis, request)
+        context = admin.AdminContext(self.settings, self.redis, request, self.queue)
         try:
             text = await command.admin(context, params)
         except UsageError as exc:
@@ -208,34 +183,3 @@ class Pipeline:
             text = "Failed: Redis is unavailable."
         await admin.audit(self.redis, self.settings, request, text.splitlines()[0][:200] if text else "")
         return Reply(text, "admin")
-
-
-# Publishing is blocking kombu I/O: one thread keeps it off the event loop, and one
-# producer connection is never shared between threads.
-_publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
-
-
-async def celery_enqueue(request: Request, params: Params, refresh: bool = False) -> None:
-    """A miss: lookup then deliver. A refresh: the lookup alone (the user has an answer)."""
-    from celery import chain
-
-    from tasks.lookup import deliver, lookup
-
-    if refresh:
-        signature = lookup.s(request.to_dict(), params, refresh=True)
-    else:
-        signature = chain(lookup.s(request.to_dict(), params), deliver.s())
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(_publisher, signature.apply_async)
-
-
-async def celery_enqueue_delivery(request: Request, reply: Reply) -> None:
-    """Hand a reply the adapter could not send (platform back-pressure) to a worker."""
-    from tasks.lookup import deliver
-
-    signature = deliver.s({"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}})
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(_publisher, signature.apply_async)
-    except Exception as exc:
-        log.error("%s: reply lost, broker unavailable: %r", request.request_id, exc)

@@ -92,7 +92,7 @@ app.conf.update(
 @signals.setup_logging.connect
 def _setup_logging(**_: object) -> None:
     # Connected, so Celery leaves the root logger to us: JSON lines with request ids.
-    from bot import logs
+    from bot.ops import logs
 
     logs.setup(settings, "worker")
 
@@ -101,9 +101,9 @@ def _setup_logging(**_: object) -> None:
 @signals.worker_process_init.connect
 @signals.beat_init.connect
 def _init_sentry(**_: object) -> None:
-    from bot import monitoring
+    from bot.ops import sentry
 
-    monitoring.init(settings, "worker")
+    sentry.init(settings, "worker")
 
 
 @signals.worker_init.connect
@@ -138,7 +138,7 @@ def _process_gone(pid: int | None = None, **_: object) -> None:
 @signals.task_prerun.connect
 def _request_id(args: tuple[object, ...] | None = None, **_: object) -> None:
     """Every log line of a task carries the request id of the message it serves."""
-    from bot import logs
+    from bot.ops import logs
 
     if request_id := request_id_of(args):
         logs.request_id.set(request_id)

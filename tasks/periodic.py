@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from bot import keys, monitoring
+from bot.core import keys
+from bot.ops import sentry
 from tasks.app import app
-from tasks.lookup import worker_redis
+from tasks.runtime import worker_redis
 
 HEARTBEAT_EVERY = 30.0
 DEAD_LETTER_CHECK_EVERY = 60.0
-_LAST_DEAD = "deadletters:last_seen_count"
 
 
 @app.task(name="beat_heartbeat", ignore_result=True)
@@ -23,9 +23,9 @@ def dead_letter_alert() -> None:
     """Tell Sentry when the dead-letter list grew since the last check."""
     client = worker_redis()
     now = int(client.llen(keys.DEAD_LETTERS))
-    before = int(client.getset(_LAST_DEAD, now) or 0)
+    before = int(client.getset(keys.DEAD_LETTERS_SEEN, now) or 0)
     if now > before:
-        monitoring.report(
+        sentry.report(
             f"{now - before} new dead letter(s), {now} pending",
             ["dead-letters-growing"],
             level="warning",

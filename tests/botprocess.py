@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from bot.devstack import free_port
+from dev.redis_server import free_port
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

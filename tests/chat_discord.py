@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bot import registry
+from bot.commands import registry
 from bot.pipeline import parse_command
 from tests.botprocess import BotProcess
 from tests.emulators.discord import DiscordEmulator, Event, Interaction

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from bot.devstack import free_port
+from dev.redis_server import free_port
 from tests.botprocess import BotProcess
 from tests.emulators.telegram import TelegramEmulator
 

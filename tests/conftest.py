@@ -24,14 +24,41 @@ from typing import Any
 import pytest
 import redis
 
-from bot.devstack import RedisServer, free_port
+from dev.redis_server import RedisServer, free_port
 from tests.waiting import wait_until
 
 __all__ = ["wait_until"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_REDIS: RedisServer | None = None
+
+class Lazy:
+    """A server the suite may need, on a port fixed before any test runs (so settings can
+    name it), started the first time a test touches it: a parser test starts nothing."""
+
+    def __init__(self, make: Callable[[int], Any]):
+        self.port = free_port()
+        self._make = make
+        self._server: Any = None
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
+    def get(self) -> Any:
+        if self._server is None:
+            self._server = self._make(self.port).start()
+        return self._server
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+
+_REDIS: Any = None
 _UPSTREAMS: Any = None
 _TELEGRAM: Any = None
 _DISCORD: Any = None
@@ -66,8 +93,20 @@ TEST_ENV = {
 }
 
 
+UPSTREAM_URLS = {  # setting -> the emulator's path
+    "FX_API_URL": "fx",
+    "WIKI_API_URL": "wiki",
+    "OPEN_METEO_GEOCODING_URL": "geocoding",
+    "OPEN_METEO_URL": "forecast",
+    "YELP_API_URL": "yelp",
+    "FOURSQUARE_API_URL": "foursquare",
+    "GOOGLE_PLACES_API_URL": "google",
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Start Redis and the upstream emulators before any test module imports settings."""
+    """Name Redis and the emulators in the environment before any test module imports
+    settings; each starts when a test first needs it."""
     global _REDIS, _UPSTREAMS, _TELEGRAM, _DISCORD, _SENTRY
     if hasattr(config, "workerinput"):
         return
@@ -78,49 +117,38 @@ def pytest_configure(config: pytest.Config) -> None:
     from tests.emulators.telegram import TelegramEmulator
     from tests.emulators.upstreams import Upstreams
 
-    _REDIS = RedisServer().start()
-    _UPSTREAMS = Upstreams().start()
-    _TELEGRAM = TelegramEmulator(TOKEN).start()
-    _DISCORD = DiscordEmulator(DISCORD_TOKEN).start()
-    _SENTRY = SentryEmulator().start()
+    _REDIS = Lazy(lambda port: RedisServer(port=port))
+    _UPSTREAMS = Lazy(lambda port: Upstreams(port))
+    _TELEGRAM = Lazy(lambda port: TelegramEmulator(TOKEN, port))
+    _DISCORD = Lazy(lambda port: DiscordEmulator(DISCORD_TOKEN, port=port))
+    _SENTRY = Lazy(lambda port: SentryEmulator(port))
+    upstreams = f"http://127.0.0.1:{_UPSTREAMS.port}"
     os.environ.update(TEST_ENV)
     # App data in db 0, the Celery broker in db 1: tests flush db 0 between them without
     # touching kombu's queue bindings.
-    os.environ["REDIS_URL"] = f"{_REDIS.url}/0"
-    os.environ["CELERY_BROKER_URL"] = f"{_REDIS.url}/1"
-    os.environ["FX_API_URL"] = _UPSTREAMS.url("fx")
-    os.environ["WIKI_API_URL"] = _UPSTREAMS.url("wiki")
-    os.environ["OPEN_METEO_GEOCODING_URL"] = _UPSTREAMS.url("geocoding")
-    os.environ["OPEN_METEO_URL"] = _UPSTREAMS.url("forecast")
-    os.environ["YELP_API_URL"] = _UPSTREAMS.url("yelp")
-    os.environ["FOURSQUARE_API_URL"] = _UPSTREAMS.url("foursquare")
-    os.environ["GOOGLE_PLACES_API_URL"] = _UPSTREAMS.url("google")
+    redis_url = f"redis://127.0.0.1:{_REDIS.port}"
+    os.environ["REDIS_URL"] = f"{redis_url}/0"
+    os.environ["CELERY_BROKER_URL"] = f"{redis_url}/1"
+    for name, provider in UPSTREAM_URLS.items():
+        os.environ[name] = f"{upstreams}/{provider}"
     # The token is given only to the processes that talk to Telegram (worker, bot process),
     # so console-mode subprocesses in other tests stay in console mode.
-    os.environ["TELEGRAM_API_URL"] = _TELEGRAM.url
-    os.environ["SENTRY_DSN"] = _SENTRY.dsn
+    os.environ["TELEGRAM_API_URL"] = f"http://127.0.0.1:{_TELEGRAM.port}"
+    os.environ["SENTRY_DSN"] = f"http://publickey0123456789@127.0.0.1:{_SENTRY.port}/1"
     os.environ["SENTRY_ENVIRONMENT"] = "test"
-    os.environ["DISCORD_API_URL"] = _DISCORD.api_url
-    os.environ["DISCORD_GATEWAY_URL"] = _DISCORD.gateway_url
+    os.environ["DISCORD_API_URL"] = f"http://127.0.0.1:{_DISCORD.port}/api/v10"
+    os.environ["DISCORD_GATEWAY_URL"] = f"ws://127.0.0.1:{_DISCORD.port}/gateway"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _SENTRY:
-        _SENTRY.stop()
-    if _DISCORD:
-        _DISCORD.stop()
-    if _TELEGRAM:
-        _TELEGRAM.stop()
-    if _UPSTREAMS:
-        _UPSTREAMS.stop()
-    if _REDIS:
-        _REDIS.stop()
+    for server in (_SENTRY, _DISCORD, _TELEGRAM, _UPSTREAMS, _REDIS):
+        if server is not None:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> RedisServer:
-    assert _REDIS is not None
-    return _REDIS
+    return _REDIS.get()
 
 
 @pytest.fixture
@@ -132,14 +160,18 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def upstreams() -> Any:
-    _UPSTREAMS.reset()
-    yield _UPSTREAMS
-    _UPSTREAMS.reset()
+    server = _UPSTREAMS.get()
+    server.reset()
+    yield server
+    server.reset()
 
 
 @pytest.fixture(autouse=True)
-def _clean_app_data(redis_server: RedisServer) -> None:
-    """Each test starts with empty app data (cache, limits, bans); broker db untouched."""
+def _clean_app_data() -> None:
+    """Each test starts with empty app data (cache, limits, bans); broker db untouched. A
+    Redis that no test has started yet is empty anyway."""
+    if not _REDIS.started:
+        return
     client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
     client.flushdb()
     client.close()
@@ -185,7 +217,11 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def worker(redis_server: RedisServer) -> Iterator[Worker]:
+    """Its lookups call the upstream emulators and it reports to Sentry: both start with it."""
     from tests.chat_discord import TOKEN as DISCORD_TOKEN
+
+    _UPSTREAMS.get()
+    _SENTRY.get()
     from tests.chat_telegram import TOKEN
 
     env = {
@@ -226,10 +262,11 @@ class Chat:
     """A console chat with the real adapter and pipeline: send a line, read the replies."""
 
     def __init__(self, loop: LoopThread, user: str):
-        from bot.console import ConsoleAdapter
         from bot.main import make_redis
         from bot.pipeline import Pipeline
+        from bot.platforms.console.adapter import ConsoleAdapter
         from config import get_settings
+        from tasks.enqueue import CeleryQueue
 
         self.loop = loop
         self.user = user
@@ -238,7 +275,9 @@ class Chat:
 
         async def build() -> ConsoleAdapter:
             self.redis = make_redis(settings)
-            adapter = ConsoleAdapter(Pipeline(settings, self.redis), settings, self.replies.put, user=user)
+            adapter = ConsoleAdapter(
+                Pipeline(settings, self.redis, CeleryQueue(settings)), settings, self.replies.put, user=user
+            )
             await adapter.connect()
             return adapter
 
@@ -296,7 +335,7 @@ def chat(make_chat: Callable[..., Chat]) -> Chat:
 def telegram() -> Any:
     """The Telegram Bot API emulator, emptied for this test."""
     _TELEGRAM.reset()
-    return _TELEGRAM
+    return _TELEGRAM.get()
 
 
 @pytest.fixture
@@ -318,7 +357,7 @@ def make_tg_chat(telegram: Any) -> Callable[..., Any]:
 def discord_emulator() -> Any:
     """The Discord REST + gateway emulator, its records emptied for this test."""
     _DISCORD.reset()
-    return _DISCORD
+    return _DISCORD.get()
 
 
 @pytest.fixture
@@ -336,4 +375,4 @@ def make_discord_chat(discord_emulator: Any) -> Callable[..., Any]:
 @pytest.fixture
 def sentry() -> Any:
     """The local Sentry endpoint every bot and worker process of the suite reports to."""
-    return _SENTRY
+    return _SENTRY.get()

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot import registry
-from bot.registry import UsageError
-from bot.upstream import NotFound, Upstream
+from bot.commands import registry
+from bot.commands.registry import UsageError
+from bot.upstream.client import NotFound, Upstream
 from config import get_settings
 from tests.conftest import ROOT
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot import registry
+from bot.commands import registry
 from tests.botprocess import BotProcess
 from tests.chat_discord import discord_bot
 from tests.chat_telegram import running

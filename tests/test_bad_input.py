@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.lookups import fx, wiki
-from bot.registry import UsageError
+from bot.commands.lookups import fx, wiki
+from bot.commands.registry import UsageError
 from tests.conftest import Chat
 
 HUGE = "9" * 10_000

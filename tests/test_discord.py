@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot import registry
+from bot.commands import registry
 from tests.botprocess import BotProcess
 from tests.chat_discord import TOKEN, discord_bot
 from tests.emulators.discord import INTERACTION_DEADLINE
@@ -127,7 +127,7 @@ def test_upstream_text_with_everyone_never_pings(chat: Any) -> None:
 
 def test_per_route_buckets_are_respected(bot: BotProcess, discord_emulator: Any, worker: Any) -> None:
     """Six parts into one webhook route: the bucket (5 per 2 s) is waited out, never overrun."""
-    from tasks.lookup import deliver
+    from tasks.deliver import deliver
 
     guild = discord_emulator.guilds[0]
     channel = discord_emulator.new_channel()
@@ -188,7 +188,7 @@ def test_two_processes_each_run_one_of_two_shards(
 
 
 def test_the_slash_options_are_joined_in_declared_order() -> None:
-    from bot.discord import _option_text
+    from bot.platforms.discord.adapter import _option_text
 
     data = {
         "options": [

@@ -12,8 +12,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import registry
-from bot.registry import UsageError
+from bot.commands import registry
+from bot.commands.registry import UsageError
 from tests.botprocess import BotProcess
 from tests.chat_telegram import WEBHOOK_SECRET, running
 from tests.scale import scale

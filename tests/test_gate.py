@@ -7,12 +7,14 @@ from typing import Any
 
 import redis
 
-from bot import cache, registry
-from bot.devstack import RedisServer
+from bot.commands import registry
+from bot.core import cache
+from bot.core.request import Request
 from bot.main import make_redis
 from bot.pipeline import Pipeline
-from bot.request import Request
 from config import get_settings
+from dev.redis_server import RedisServer
+from tasks.enqueue import CeleryQueue
 from tests.conftest import LoopThread
 
 
@@ -53,7 +55,7 @@ def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> 
 
         async def setup() -> None:
             client = make_redis(settings)
-            pipeline_holder["p"] = Pipeline(settings, client)
+            pipeline_holder["p"] = Pipeline(settings, client, CeleryQueue(settings))
             await pipeline_holder["p"].handle(_request(0, user="warmup"))  # loads the script
 
         bot_loop.run(setup())
@@ -123,13 +125,13 @@ def test_maintenance_message_replaces_lookups(chat, redis_client, upstreams) -> 
 
 
 def test_redis_down_gets_a_clear_message(bot_loop: LoopThread) -> None:
-    from bot.pipeline import UNAVAILABLE
+    from bot.core.phrases import UNAVAILABLE
 
     settings = get_settings().model_copy(update={"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_TIMEOUT": 0.5})
 
     async def handle() -> str | None:
         client = make_redis(settings)
-        outcome = await Pipeline(settings, client).handle(_request(1))
+        outcome = await Pipeline(settings, client, CeleryQueue(settings)).handle(_request(1))
         await client.aclose()
         return outcome.reply.text if outcome.reply else None
 

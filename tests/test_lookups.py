@@ -120,16 +120,17 @@ def test_unknown_currency_is_a_clear_answer(chat: Chat) -> None:
 
 def test_the_same_request_id_is_answered_once(bot_loop, worker, upstreams) -> None:
     """A redelivered update (same id) passes the gate once."""
+    from bot.core.request import Request
     from bot.main import make_redis
     from bot.pipeline import Pipeline
-    from bot.request import Request
     from config import get_settings
+    from tasks.enqueue import CeleryQueue
 
     settings = get_settings()
 
     async def twice() -> list[str]:
         client = make_redis(settings)
-        pipeline = Pipeline(settings, client)
+        pipeline = Pipeline(settings, client, CeleryQueue(settings))
         request = Request("console", "dup-chat", "dup-user", "console:dup-1", "ping", "")
         outcomes = [await pipeline.handle(request), await pipeline.handle(request)]
         await client.aclose()

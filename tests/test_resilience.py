@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 import redis
 
-from bot import cache, registry
-from bot.lookups import reviews
+from bot.commands import registry
+from bot.commands.lookups import reviews
+from bot.core import cache
+from bot.core.request import Request
 from bot.main import make_redis
 from bot.pipeline import Pipeline
-from bot.request import Request
 from config import Settings, get_settings
+from tasks.enqueue import CeleryQueue
 from tests.conftest import Chat, LoopThread, Worker, wait_until
 from tests.emulators.upstreams import Fault
 
@@ -71,7 +73,7 @@ def test_breaker_opens_answers_at_once_half_opens_and_closes_across_workers(
 
 def test_half_open_lets_exactly_one_probe_through_across_processes(redis_server: Any) -> None:
     """Two clients stand for two worker processes sharing one breaker."""
-    from bot.breaker import BreakerOpen, Breakers
+    from bot.upstream.breaker import BreakerOpen, Breakers
 
     settings = get_settings().model_copy(update={"BREAKER_FAILURES": 2, "BREAKER_COOLDOWN": 0.2})
     clients = [redis.Redis.from_url(os.environ["REDIS_URL"]) for _ in range(2)]
@@ -101,7 +103,7 @@ def test_a_thousand_identical_misses_make_one_upstream_call(
 
     async def flood() -> list[str]:
         client = make_redis(settings)
-        pipeline = Pipeline(settings, client)
+        pipeline = Pipeline(settings, client, CeleryQueue(settings))
         requests_ = [
             Request("console", session, f"crowd-{n}", f"console:{session}-{n}", "wiki", "Alan Turing")
             for n in range(1000)

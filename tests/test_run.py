@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from bot.devstack import free_port
+from dev.redis_server import free_port
 from tests.conftest import ROOT, Worker
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot import cache, outbound, registry
-from bot.senders import RetryLater
-from bot.telegram import render, split_text
+from bot.commands import registry
+from bot.core import cache, limits
+from bot.core.delivery import RetryLater
+from bot.platforms.telegram.render import render, split_text
 from tests.botprocess import BotProcess
 from tests.chat_telegram import TOKEN, running
 from tests.conftest import wait_until
@@ -200,18 +201,18 @@ def test_an_immediate_reply_refused_with_429_is_sent_by_a_worker(tg_chat: Any, t
 
 def test_group_bucket_holds_a_group_to_its_rate(redis_client: Any) -> None:
     """20/minute per group: after the burst, the next send must wait the interval."""
-    buckets = [outbound.Bucket("out:{telegram}:group:-42", interval_ms=3000, burst=3)]
+    buckets = [limits.Bucket("out:{telegram}:group:-42", interval_ms=3000, burst=3)]
     for _ in range(3):
-        outbound.acquire(redis_client, buckets, deadline=0)
+        limits.acquire(redis_client, buckets, deadline=0)
     with pytest.raises(RetryLater) as refused:
-        outbound.acquire(redis_client, buckets, deadline=0)
+        limits.acquire(redis_client, buckets, deadline=0)
     assert refused.value.after is not None and 2.9 <= refused.value.after <= 3.0
 
 
 def test_all_buckets_or_none_are_charged(redis_client: Any) -> None:
-    full = outbound.Bucket("out:{telegram}:chat:1", interval_ms=1000, burst=1)
-    roomy = outbound.Bucket("out:{telegram}:bot", interval_ms=10, burst=100)
-    outbound.acquire(redis_client, [full], deadline=0)
+    full = limits.Bucket("out:{telegram}:chat:1", interval_ms=1000, burst=1)
+    roomy = limits.Bucket("out:{telegram}:bot", interval_ms=10, burst=100)
+    limits.acquire(redis_client, [full], deadline=0)
     with pytest.raises(RetryLater):
-        outbound.acquire(redis_client, [roomy, full], deadline=0)
+        limits.acquire(redis_client, [roomy, full], deadline=0)
     assert redis_client.get("out:{telegram}:bot") is None, "a refused send charged another bucket"

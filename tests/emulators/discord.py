@@ -79,7 +79,7 @@ class Shard:
 
 
 class DiscordEmulator(Recorder):
-    def __init__(self, token: str, guilds: list[int] | None = None):
+    def __init__(self, token: str, guilds: list[int] | None = None, port: int = 0):
         self.token = token
         # Two guilds on different shards of a 2-shard bot: shard = (id >> 22) % count.
         self.guilds = guilds or [1_000_000 << 22, 1_000_001 << 22]
@@ -100,7 +100,7 @@ class DiscordEmulator(Recorder):
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
-        self.server = LoopbackServer(app)
+        self.server = LoopbackServer(app, port)
 
     # -- test side ---------------------------------------------------------------------------
     @property

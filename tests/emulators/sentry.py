@@ -18,13 +18,13 @@ from tests.emulators.loopback import LoopbackServer
 
 
 class SentryEmulator:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._lock = threading.Lock()
         self.raw: list[bytes] = []
         self.events: list[dict[str, Any]] = []
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_post("/api/{project}/envelope/", self._envelope)
-        self.server = LoopbackServer(app)
+        self.server = LoopbackServer(app, port)
 
     @property
     def dsn(self) -> str:

@@ -60,7 +60,7 @@ class BotState:
 
 
 class TelegramEmulator(Recorder):
-    def __init__(self, token: str):
+    def __init__(self, token: str, port: int = 0):
         self.token = token
         super().__init__()
         self.state = BotState()
@@ -75,7 +75,7 @@ class TelegramEmulator(Recorder):
         self._tasks: set[asyncio.Future[None]] = set()
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
-        self.server = LoopbackServer(app)
+        self.server = LoopbackServer(app, port)
 
     # -- test side ---------------------------------------------------------------------
     @property

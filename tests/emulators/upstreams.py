@@ -92,7 +92,7 @@ class Fault:
 
 
 class Upstreams:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.calls: dict[str, list[float]] = defaultdict(list)
@@ -113,7 +113,7 @@ class Upstreams:
         app.router.add_get("/foursquare/places/search", self._foursquare)
         app.router.add_post("/google/places:searchText", self._google)
         app.router.add_get("/numbers/{number}", self._numbers)
-        self.server = LoopbackServer(app)
+        self.server = LoopbackServer(app, port)
 
     # -- test-side controls -------------------------------------------------------
     def start(self) -> Upstreams:

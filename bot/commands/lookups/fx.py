@@ -1,0 +1,66 @@
+"""/fx AMOUNT FROM TO — currency conversion from Frankfurter (ECB reference rates)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from bot.commands.registry import Option, Params, UsageError, lookup
+from bot.upstream.client import Upstream
+
+_CODE = re.compile(r"^[A-Za-z]{3}$")
+MAX_AMOUNT = Decimal("1e12")
+
+
+def parse(args: str) -> Params:
+    words = args.split()
+    if len(words) == 4 and words[2].lower() in {"to", "in"}:
+        del words[2]  # "/fx 100 USD to EUR" reads naturally too
+    if len(words) != 3:
+        raise UsageError("Give an amount and two currency codes.")
+    raw_amount, src, dst = words
+    try:
+        amount = Decimal(raw_amount.replace(",", "."))
+    except InvalidOperation:
+        raise UsageError(f"{raw_amount[:20]!r} is not a number.") from None
+    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
+        raise UsageError("The amount must be a positive number up to 1,000,000,000,000.")
+    for code in (src, dst):
+        if not _CODE.match(code):
+            raise UsageError(f"{code[:20]!r} is not a three-letter currency code such as EUR.")
+    if src.upper() == dst.upper():
+        raise UsageError("Pick two different currencies.")
+    # normalize() makes "1", "1.0" and "1.00" one cache entry.
+    return {"amount": format(amount.normalize(), "f"), "from": src.upper(), "to": dst.upper()}
+
+
+def _format_amount(value: Decimal) -> str:
+    return f"{value:,.2f}" if abs(value) >= Decimal("0.01") else f"{value:.6g}"
+
+
+@lookup(
+    "fx",
+    help="convert an amount between currencies (ECB rates)",
+    usage="/fx AMOUNT FROM TO",
+    parse=parse,
+    ttl_setting="FX_CACHE_TTL",
+    provider_name="Frankfurter",
+    breaker="frankfurter",
+    options=(
+        Option("amount", "how much, e.g. 100", "number"),
+        Option("from", "currency code to convert from, e.g. USD"),
+        Option("to", "currency code to convert to, e.g. EUR"),
+    ),
+)
+def fx(params: Params, upstream: Upstream) -> str:
+    url = f"{upstream.settings.FX_API_URL}/latest"
+    query = {"amount": params["amount"], "from": params["from"], "to": params["to"]}
+    data = upstream.get_json(
+        "frankfurter", url, query, not_found=f"Unknown currency: {params['from']} or {params['to']}."
+    )
+    converted = Decimal(str(data["rates"][params["to"]]))
+    amount = Decimal(params["amount"])
+    return (
+        f"{_format_amount(amount)} {params['from']} = {_format_amount(converted)} {params['to']}"
+        f" (ECB rate of {data['date']})"
+    )

@@ -1,0 +1,140 @@
+"""Every Redis key the bot and the workers use, and every field of the /stats counters.
+
+Nothing else spells a key: a key written here is found by grep, and two processes that must
+agree on one (the gate and the workers, the admin commands and the gate) agree by importing it.
+Keys that a Lua script touches together share a `{hash tag}` so that they stay in one slot
+should the data ever move to a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+# --- admin state: one hash, so the gate reads all of it with one HMGET (gate.lua) ------------
+ADMIN = "admin"
+MAINTENANCE_FIELD = "maintenance"  # -> the message users get
+DEFAULT_LIMIT_FIELD = "limit:*"  # -> "interval_ms:burst" for everyone without their own
+AUDIT = "audit"  # stream of admin actions, capped at AUDIT_MAX
+
+
+def ban_field(user_key: str) -> str:
+    return f"ban:{user_key}"  # -> the reason
+
+
+def noticed_field(user_key: str) -> str:
+    return f"noticed:{user_key}"  # set once a banned user was told, so they are told once
+
+
+def limit_field(user_key: str) -> str:
+    return f"limit:{user_key}" if user_key != "*" else DEFAULT_LIMIT_FIELD  # -> "interval_ms:burst"
+
+
+# --- the message path (gate.lua) --------------------------------------------------------------
+def seen(request_id: str) -> str:
+    """Set once a request id passed the gate: a redelivered update is dropped."""
+    return f"seen:{request_id}"
+
+
+def rate(user_key: str) -> str:
+    """A user's GCRA state (theoretical arrival time in ms)."""
+    return f"rl:{user_key}"
+
+
+CACHE_PREFIX = "cache:"
+
+
+def cache(command: str, digest: str) -> str:
+    """A lookup's cached answer (format in bot/core/cache.py)."""
+    return f"{CACHE_PREFIX}{command}:{digest}"
+
+
+def cache_pattern(command: str = "") -> str:
+    """SCAN pattern for the cached answers of one command, or of all."""
+    return f"{CACHE_PREFIX}{command}:*" if command else f"{CACHE_PREFIX}*"
+
+
+def inflight(cache_key: str) -> str:
+    """Set while a lookup for this cache key runs: identical requests wait instead."""
+    return f"inflight:{cache_key}"
+
+
+def waiters(cache_key: str) -> str:
+    """Requests coalesced behind the in-flight lookup, answered when it lands."""
+    return f"waiters:{cache_key}"
+
+
+# --- /stats: per-minute counters ----------------------------------------------------------------
+def stats(minute: int) -> str:
+    """Counters of one minute (epoch minutes): gate outcomes (gate.lua names the fields after
+    its outcomes: hit, miss, limited, banned…) and lookup results (`lookup_stat`)."""
+    return f"stats:{minute}"
+
+
+STATS_TTL = 7200  # two hours: /stats reads the last hour
+LOOKUP_STAT_PREFIX = "lookup:"
+LOOKUP_OUTCOMES = ("ok", "not_found", "error", "retry")
+
+
+def lookup_stat(command: str, outcome: str) -> str:
+    """The counter of one lookup result, written by workers and read by /stats."""
+    return f"{LOOKUP_STAT_PREFIX}{command}:{outcome}"
+
+
+def parse_lookup_stat(field: str) -> tuple[str, str] | None:
+    """(command, outcome) of a `lookup_stat` field; None for a gate outcome."""
+    if not field.startswith(LOOKUP_STAT_PREFIX):
+        return None
+    command, _, outcome = field[len(LOOKUP_STAT_PREFIX) :].rpartition(":")
+    return command, outcome
+
+
+# --- workers ------------------------------------------------------------------------------------
+RUNNING = "lookups:running"  # lookups running in workers right now
+BEAT_SEEN = "beat:last_seen"  # unix time of beat's last heartbeat task
+DEAD_LETTERS = "deadletters"  # list of JSON entries, newest first
+DEAD_LETTERS_MAX = 1000
+DEAD_LETTERS_SEEN = "deadletters:last_seen_count"  # the alert's memory of the last count
+
+
+def delivered(request_id: str) -> str:
+    """Hash of the reply parts already sent for a request (part index -> 1)."""
+    return f"delivered:{request_id}"
+
+
+def console_replies(chat: str) -> str:
+    """The replies a console session pops (bot/platforms/console)."""
+    return f"console:replies:{chat}"
+
+
+# --- upstreams: breakers and quotas --------------------------------------------------------------
+BREAKER_PATTERN = "breaker:{*}"
+
+
+def breaker(provider: str) -> str:
+    """The breaker's state hash (state, open_until); the gate reads it too."""
+    return f"breaker:{{{provider}}}"
+
+
+def breaker_fails(provider: str) -> str:
+    """The breaker's recent failures (a sorted set of timestamps)."""
+    return f"{breaker(provider)}:fails"
+
+
+def breaker_provider(key: str) -> str | None:
+    """The provider of a `breaker` key; None for any other key."""
+    if key.startswith("breaker:{") and key.endswith("}"):
+        return key[len("breaker:{") : -1]
+    return None
+
+
+def quota_rate(provider: str) -> str:
+    return f"quota:{{{provider}}}:rate"
+
+
+def quota_day(provider: str, day: str) -> str:
+    """Calls made on one UTC day (`YYYYMMDD`)."""
+    return f"quota:{{{provider}}}:day:{day}"
+
+
+# --- outbound limits per platform (bot/core/limits.py) --------------------------------------------
+def outbound(platform: str, scope: str = "bot", ident: str = "") -> str:
+    """A platform's outbound bucket: per bot, per chat, per group, per route…"""
+    return f"out:{{{platform}}}:{scope}" + (f":{ident}" if ident else "")

@@ -1,0 +1,2 @@
+"""What operators see: JSON logs, Prometheus metrics and gauges, Sentry, the HTTP server
+(health, readiness, metrics, webhooks)."""

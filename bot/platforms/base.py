@@ -1,0 +1,56 @@
+"""What a platform provides: an `Adapter` in the bot process and a `send` function in workers.
+
+A new platform is a package beside telegram/, discord/ and console/ with an `adapter.py`
+implementing `Adapter` and a `sender.py` whose `send` matches `Sender`, listed once in
+`bot/platforms/__init__.py`. Everything else — parsing commands, the gate, caching, queueing,
+retries, outbound limits — is platform-neutral and comes with it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import requests
+
+from bot.core.request import Reply, Request
+
+if TYPE_CHECKING:  # workers import this module too, and never need aiohttp
+    from aiohttp import web
+
+
+class Adapter(Protocol):
+    """Receives a platform's messages in the bot process and answers what it can at once."""
+
+    async def connect(self) -> None:
+        """Called once at start-up: log in, publish the command menu, start receiving.
+        Messages go to the pipeline from here on."""
+
+    def routes(self) -> list[web.RouteDef]:
+        """HTTP routes the bot's server should add (a webhook), before `connect`."""
+        ...
+
+    def connected(self) -> bool:
+        """For /readyz: True while messages can arrive."""
+        ...
+
+    async def disconnect(self) -> None:
+        """Called once at shutdown: stop receiving and close connections."""
+
+
+class Sender(Protocol):
+    """Sends a reply from a worker, plain HTTP, no SDK. Raises `RetryLater` or `Undeliverable`
+    (bot/core/delivery.py); sends each part of a reply at most once per request id."""
+
+    def __call__(self, redis_client: Any, request: Request, reply: Reply, /) -> None: ...
+
+
+_session: requests.Session | None = None
+
+
+def http_session() -> requests.Session:
+    """One pooled HTTP session per worker process for every platform's sender (created
+    lazily, so each prefork child makes its own after the fork)."""
+    global _session
+    if _session is None:
+        _session = requests.Session()
+    return _session

@@ -1,0 +1,1 @@
+"""console: adapter.py (bot process) and sender.py (workers); see bot/platforms/base.py."""

@@ -1,0 +1,215 @@
+"""Discord, bot-process side: `DiscordAdapter` runs discord.py (one shard, or a chosen set of
+shards), syncs the registry as slash commands with typed options, and answers interactions.
+Discord kills an interaction that is not acknowledged within 3 seconds: a hit is answered in
+the initial response; a miss is deferred ("thinking…") before it is queued, and the worker
+edits the answer in (sender.py). Rendering rules are in render.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+
+from bot.commands import registry
+from bot.core.request import Request
+from bot.ops import sentry
+from bot.pipeline import Pipeline, parse_command
+from bot.platforms.discord.render import PLATFORM, split
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+OPTION_TYPES = {"string": 3, "number": 10, "user": 6}
+
+
+def command_payloads() -> list[dict[str, Any]]:
+    """The registry as Discord application commands (CHAT_INPUT, typed described options)."""
+    return [
+        {
+            "name": command.name,
+            "type": 1,
+            "description": command.help[:100],
+            # "0": hidden from everyone but server admins; the pipeline still checks ADMINS.
+            **({"default_member_permissions": "0"} if command.is_admin else {}),
+            "options": [
+                {
+                    "type": OPTION_TYPES[option.kind],
+                    "name": option.name,
+                    "description": option.description[:100],
+                    "required": option.required,
+                }
+                for option in command.options
+            ],
+        }
+        for command in registry.commands(admin=None)
+    ]
+
+
+def _option_text(command_name: str, data: dict[str, Any]) -> str:
+    """Slash options back into argument text, in declared order, for the shared parser."""
+    given = {o.get("name"): o.get("value") for o in data.get("options") or [] if isinstance(o, dict)}
+    command = registry.get(command_name)
+    order = [o.name for o in command.options] if command else list(given)
+    return " ".join(_plain(given[name]) for name in order if given.get(name) is not None)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class DiscordAdapter:
+    """connect (login, sync commands, gateway) → listen (interactions, prefix messages) →
+    disconnect."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline):
+        self.settings = settings
+        self.pipeline = pipeline
+        # discord.py reads both when each route / connection is made: set before start.
+        discord.http.Route.BASE = settings.DISCORD_API_URL.rstrip("/")
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.DISCORD_GATEWAY_URL)
+        prefix = bool(settings.DISCORD_PREFIX)
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = prefix
+        intents.dm_messages = prefix
+        intents.message_content = prefix  # privileged: enable it in the developer portal
+        options: dict[str, Any] = {
+            "intents": intents,
+            "allowed_mentions": discord.AllowedMentions.none(),
+            "chunk_guilds_at_startup": False,
+        }
+        self.client: discord.Client
+        if settings.DISCORD_SHARD_COUNT:
+            if settings.discord_shard_ids:
+                options["shard_ids"] = settings.discord_shard_ids
+            self.client = discord.AutoShardedClient(
+                shard_count=settings.DISCORD_SHARD_COUNT,
+                **options,
+            )
+        else:
+            self.client = discord.Client(**options)
+        self.client.event(self.on_interaction)
+        self.client.event(self.on_message)
+        self.client.event(self.on_error)
+        self._runner: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self.client.login(self.settings.DISCORD_TOKEN.get_secret_value())
+        await self.sync_commands()
+        self._runner = asyncio.create_task(self.client.connect(reconnect=True))
+        self._runner.add_done_callback(self._runner_done)
+        log.info("discord: connected as %s", self.client.user)
+
+    async def sync_commands(self) -> None:
+        """To the guilds in DISCORD_GUILD_IDS (instant, for development), else globally."""
+        application_id = self.client.application_id
+        assert application_id is not None
+        payload = command_payloads()
+        guilds = self.settings.discord_guild_ids
+        for guild in guilds:
+            await self.client.http.bulk_upsert_guild_commands(application_id, guild, payload)
+        if not guilds:
+            await self.client.http.bulk_upsert_global_commands(application_id, payload)
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("discord: gateway connection ended: %r", task.exception())
+
+    async def disconnect(self) -> None:
+        await self.client.close()
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    def routes(self) -> list[Any]:
+        return []
+
+    def connected(self) -> bool:
+        """For /readyz: logged in, and every shard of this process has its gateway."""
+        return self.client.is_ready() and not self.client.is_closed()
+
+    async def on_error(self, event: str, *args: Any, **kwargs: Any) -> None:
+        log.exception("discord: error in %s", event)
+        error = sys.exc_info()[1]
+        if error is not None:
+            sentry.capture(error, platform=PLATFORM)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if interaction.type != discord.InteractionType.application_command:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        name = str(data.get("name", ""))
+        request = Request(
+            platform=PLATFORM,
+            chat=str(interaction.channel_id),
+            user=str(interaction.user.id),
+            request_id=f"{PLATFORM}:{interaction.id}",
+            command=name.lower(),
+            args=_option_text(name, data),
+            meta={
+                "kind": "interaction",
+                "application_id": str(interaction.application_id),
+                "token": interaction.token,
+                "created_at": interaction.created_at.timestamp(),
+                # A queued request is always deferred first (below), so a worker — or a
+                # coalesced lookup's fan-out — may edit the original response.
+                "deferred": True,
+            },
+            received_at=time.time(),
+        )
+
+        async def defer() -> None:
+            await interaction.response.defer(thinking=True)
+
+        outcome = await self.pipeline.handle(request, before_queue=defer)
+        reply = outcome.reply
+        if reply is None:
+            return
+        parts = split(reply.text)
+        try:
+            if interaction.response.is_done():  # deferred, then the queue was unavailable
+                await interaction.edit_original_response(content=parts[0])
+            else:
+                await interaction.response.send_message(parts[0], ephemeral=reply.ephemeral)
+            for part in parts[1:]:
+                await interaction.followup.send(part, ephemeral=reply.ephemeral)
+        except discord.HTTPException as exc:
+            log.warning("%s: could not answer the interaction: %s", request.request_id, exc.status)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Prefix commands (`!fx 1 EUR USD`), when DISCORD_PREFIX is set."""
+        prefix = self.settings.DISCORD_PREFIX
+        if not prefix or message.author.bot or not message.content.startswith(prefix):
+            return
+        parsed = parse_command("/" + message.content[len(prefix) :])
+        if not parsed.command:
+            return
+        request = Request(
+            platform=PLATFORM,
+            chat=str(message.channel.id),
+            user=str(message.author.id),
+            request_id=f"{PLATFORM}:m{message.id}",
+            command=parsed.command,
+            args=parsed.args,
+            meta={"kind": "message", "message_id": str(message.id)},
+            received_at=time.time(),
+        )
+        outcome = await self.pipeline.handle(request)
+        try:
+            if outcome.reply is not None:
+                first, *rest = split(outcome.reply.text)
+                await message.channel.send(first, reference=message, mention_author=False)
+                for part in rest:
+                    await message.channel.send(part)
+            elif outcome.queued:
+                await message.channel.typing()
+        except discord.HTTPException as exc:
+            log.warning("%s: could not answer the message: %s", request.request_id, exc.status)

@@ -1,0 +1,1 @@
+"""telegram: adapter.py (bot process) and sender.py (workers); see bot/platforms/base.py."""

@@ -1,0 +1,212 @@
+"""Telegram, bot-process side: `TelegramAdapter` receives updates with python-telegram-bot
+(long polling, or webhook POSTs served by the bot's HTTP server), turns them into Requests
+and answers hits at once. Rendering rules are in render.py; workers send with sender.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.constants import ChatAction
+from telegram.error import NetworkError, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+
+from bot.commands import registry
+from bot.core.request import Reply, Request
+from bot.ops import metrics, sentry
+from bot.pipeline import Pipeline, parse_command
+from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render
+from bot.platforms.telegram.transport import AiohttpRequest
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+# --- the adapter --------------------------------------------------------------------------
+class TelegramAdapter:
+    """connect (getMe, setMyCommands, webhook or polling) → listen (updates) → disconnect."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline):
+        self.settings = settings
+        self.pipeline = pipeline
+        token = settings.TELEGRAM_TOKEN.get_secret_value()
+        root = settings.TELEGRAM_API_URL
+        self.transport = AiohttpRequest(read_timeout=settings.REDIS_TIMEOUT + 5)
+        self._send_url = f"{root}/bot{token}/sendMessage"
+        builder = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(f"{root}/bot")
+            .base_file_url(f"{root}/file/bot")
+            .request(self.transport)
+            # getUpdates holds its connection for the long poll: give it its own pool.
+            .get_updates_request(AiohttpRequest(read_timeout=settings.REDIS_TIMEOUT + 5, pool_size=2))
+            # Without this PTB handles one update at a time and every await caps throughput.
+            .concurrent_updates(256)
+        )
+        if settings.TELEGRAM_MODE == "webhook":
+            builder = builder.updater(None)  # our own HTTP server receives the webhook
+        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self.app.add_handler(MessageHandler(filters.TEXT, self._on_message))
+        self.app.add_error_handler(self._on_error)
+        self.username = ""
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def connect(self) -> None:
+        await self.app.initialize()  # getMe
+        self.username = (self.app.bot.username or "").lower()
+        await self.publish_commands()
+        if self.settings.TELEGRAM_MODE == "webhook":
+            await self.app.bot.set_webhook(
+                self.settings.TELEGRAM_WEBHOOK_URL,
+                secret_token=self.settings.TELEGRAM_WEBHOOK_SECRET.get_secret_value(),
+                allowed_updates=["message"],
+                max_connections=40,
+            )
+        else:
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(allowed_updates=["message"], timeout=10)
+        await self.app.start()
+        log.info("telegram: connected as @%s (%s mode)", self.username, self.settings.TELEGRAM_MODE)
+
+    async def publish_commands(self) -> None:
+        """The command menu users see, from the registry; admins' private chats also list the
+        admin commands (authorization is still checked on every call)."""
+        users = [BotCommand(c.name, c.help[:256]) for c in registry.commands()]
+        await self.app.bot.set_my_commands(users)
+        everything = users + [BotCommand(c.name, c.help[:256]) for c in registry.commands(admin=True)]
+        for admin in sorted(self.settings.admins):
+            platform, _, user = admin.partition(":")
+            if platform != PLATFORM:
+                continue
+            try:
+                await self.app.bot.set_my_commands(everything, scope=BotCommandScopeChat(int(user)))
+            except TelegramError as exc:  # e.g. the admin has not started a chat with the bot yet
+                log.warning("telegram: admin menu for %s not published: %s", admin, exc)
+
+    def connected(self) -> bool:
+        """For /readyz: the application runs and (in polling mode) its poller too."""
+        polling = self.app.updater is None or self.app.updater.running
+        return bool(self.app.running and polling)
+
+    async def disconnect(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(WEBHOOK_PATH, self.webhook)] if self.settings.TELEGRAM_MODE == "webhook" else []
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """Telegram POSTs one update; anything not carrying our secret is refused unread."""
+        secret = self.settings.TELEGRAM_WEBHOOK_SECRET.get_secret_value().encode()
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, secret):
+            return web.Response(status=403, text="forbidden")
+        try:
+            data = json.loads(await request.read())
+            update = Update.de_json(data, self.app.bot) if isinstance(data, dict) else None
+        except Exception:  # malformed JSON or a shape PTB cannot read: the sender's fault
+            update = None
+        if update is None or not isinstance(data.get("update_id"), int):
+            return web.Response(status=400, text="bad update")
+        await self.app.process_update(update)
+        return web.Response(text="ok")
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.text is None or message.from_user is None:
+            return
+        chat = message.chat
+        parsed = parse_command(message.text)
+        if parsed.target and parsed.target.lower() != self.username:
+            return  # "/fx@OtherBot": addressed to another bot in this group
+        if not parsed.command and chat.type in GROUP_TYPES and not self._addressed(message):
+            return  # group chatter that is not for us
+        request = Request(
+            platform=PLATFORM,
+            chat=str(chat.id),
+            user=str(message.from_user.id),
+            request_id=f"{PLATFORM}:{update.update_id}",
+            command=parsed.command,
+            args=parsed.args,
+            meta={
+                "chat_type": chat.type,
+                "message_id": message.message_id,
+                # An admin may name a user by replying to their message (/ban in a group).
+                "reply_to_user": replied.from_user.id
+                if (replied := message.reply_to_message) and replied.from_user
+                else None,
+            },
+            received_at=time.time(),
+        )
+        outcome = await self.pipeline.handle(request)
+        if outcome.reply is not None:
+            await self._answer(request, outcome.reply)
+        elif outcome.queued:
+            # Immediate feedback while the worker looks it up ("typing…" for up to 5 s). Sent
+            # once the lookup is queued, not alongside: overlapping the two cost a miss ~2 ms
+            # (bench/miss.py), and an answer still takes a broker hop and an upstream call.
+            self._spawn(self.app.bot.send_chat_action(chat.id, ChatAction.TYPING))
+
+    def _addressed(self, message: Any) -> bool:
+        mention = f"@{self.username}"
+        replied = message.reply_to_message
+        return mention in message.text.lower() or (
+            replied is not None and replied.from_user is not None and replied.from_user.id == self.app.bot.id
+        )
+
+    async def _answer(self, request: Request, reply: Reply) -> None:
+        """Answer from the adapter (hits, usage, limits). If Telegram pushes back, the reply
+        is handed to the deliver task, which waits and retries under the shared limits.
+
+        This is the hot path of every cache hit, so it POSTs sendMessage itself on the
+        transport's session: PTB's `send_message` spends more CPU on building the call and
+        parsing the returned Message than the whole rest of the hit (measured with py-spy).
+        """
+        params: dict[str, str] = {"chat_id": request.chat, "parse_mode": PARSE_MODE}
+        if request.meta.get("chat_type") in GROUP_TYPES and request.meta.get("message_id"):
+            # In a group, show which message this answers; in a private chat it is obvious.
+            params["reply_parameters"] = json.dumps(
+                {"message_id": request.meta["message_id"], "allow_sending_without_reply": True}
+            )
+        try:
+            for part in render(reply.text):
+                params["text"] = part
+                status = await self.transport.post_form(self._send_url, params)
+                if status == 403:
+                    log.info("%s: user blocked the bot; reply dropped", request.request_id)
+                    return
+                if status == 429 or status >= 500:
+                    if status == 429:
+                        metrics.OUTBOUND_429.labels(PLATFORM).inc()
+                    raise NetworkError(f"telegram {status}")
+                if status != 200:
+                    log.warning("%s: telegram refused the reply (%s)", request.request_id, status)
+                    return
+        except (RetryAfter, NetworkError) as exc:
+            log.warning("%s: reply deferred to a worker: %s", request.request_id, exc)
+            await self.pipeline.queue.deliver(request, reply)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieve, never raise
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram: error while handling an update: %r", context.error)
+        if context.error is not None:
+            sentry.capture(context.error, platform=PLATFORM)

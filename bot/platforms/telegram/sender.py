@@ -1,0 +1,101 @@
+"""Telegram, worker side: the Bot API's sendMessage over `requests` (no SDK), with the
+outbound limits shared through Redis, 429 `retry_after` honoured, and at most one copy of
+each part of a reply."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from typing import Any
+
+import requests
+
+from bot.core import keys, limits
+from bot.core.delivery import RetryLater, Undeliverable
+from bot.core.request import Reply, Request
+from bot.ops import metrics
+from bot.platforms.base import http_session
+from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render
+from config import Settings, get_settings, parse_rate
+
+log = logging.getLogger(__name__)
+
+
+def _buckets(request: Request, settings: Settings) -> list[limits.Bucket]:
+    """Telegram's limits: ~30 messages/s per bot, ~1/s per chat (short bursts tolerated),
+    20/minute per group. Keys share the {telegram} hash tag (one Redis Cluster slot)."""
+    global_rate = parse_rate(settings.TELEGRAM_GLOBAL_RATE)
+    chat_rate = parse_rate(settings.TELEGRAM_CHAT_RATE)
+    buckets = [
+        limits.Bucket(keys.outbound(PLATFORM), global_rate.interval_ms, 1),
+        limits.Bucket(
+            keys.outbound(PLATFORM, "chat", request.chat), chat_rate.interval_ms, settings.TELEGRAM_CHAT_BURST
+        ),
+    ]
+    if request.meta.get("chat_type") in GROUP_TYPES:
+        group_rate = parse_rate(settings.TELEGRAM_GROUP_RATE)
+        buckets.append(
+            limits.Bucket(keys.outbound(PLATFORM, "group", request.chat), group_rate.interval_ms, 3)
+        )
+    return buckets
+
+
+def send(redis_client: Any, request: Request, reply: Reply) -> None:
+    """Deliver `reply` as one or more messages; each part is sent at most once."""
+    settings = get_settings()
+    token = settings.TELEGRAM_TOKEN.get_secret_value()
+    url = f"{settings.TELEGRAM_API_URL}/bot{token}/sendMessage"
+    marker = keys.delivered(request.request_id)
+    for index, part in enumerate(render(reply.text)):
+        if redis_client.hexists(marker, index):
+            continue  # sent by an earlier try of this task
+        params: dict[str, Any] = {"chat_id": request.chat, "text": part, "parse_mode": PARSE_MODE}
+        if index == 0 and request.meta.get("message_id"):
+            params["reply_parameters"] = json.dumps(
+                {"message_id": request.meta["message_id"], "allow_sending_without_reply": True}
+            )
+        _send_part(redis_client, url, params, settings, request)
+        pipe = redis_client.pipeline()
+        pipe.hset(marker, index, 1)
+        pipe.expire(marker, settings.DEDUPE_TTL)
+        pipe.execute()
+
+
+def _send_part(
+    redis_client: Any, url: str, params: dict[str, Any], settings: Settings, request: Request
+) -> None:
+    timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
+    for _ in range(3):  # short 429 waits are served inline, longer ones by a task retry
+        # Every attempt takes its slot from the shared limits, a retry after a 429 included.
+        limits.acquire(redis_client, _buckets(request, settings))
+        try:
+            response = http_session().post(url, data=params, timeout=timeout)
+        except requests.RequestException as exc:
+            raise RetryLater(f"telegram unreachable: {type(exc).__name__}") from None
+        if response.status_code == 200:
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        description = str(body.get("description", ""))[:200]
+        if response.status_code == 429:
+            metrics.OUTBOUND_429.labels(PLATFORM).inc()
+            retry_after = float((body.get("parameters") or {}).get("retry_after", 1))
+            if retry_after > limits.MAX_INLINE_WAIT:
+                raise RetryLater("telegram 429", after=retry_after)
+            log.warning("%s: telegram 429, waiting %.1fs", request.request_id, retry_after)
+            time.sleep(retry_after)  # Telegram said exactly how long to wait
+            continue
+        if response.status_code == 403:
+            raise Undeliverable(f"telegram 403: {description}")
+        if response.status_code >= 500:
+            raise RetryLater(f"telegram {response.status_code}")
+        if response.status_code == 400 and "parse" in description.lower() and "parse_mode" in params:
+            params = {k: v for k, v in params.items() if k != "parse_mode"}  # send as plain text
+            params["text"] = html.unescape(params["text"])
+            continue
+        raise Undeliverable(f"telegram {response.status_code}: {description}")
+    raise RetryLater("telegram 429 again and again")

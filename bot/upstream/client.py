@@ -1,0 +1,143 @@
+"""HTTP to upstream APIs, with timeouts on every call and errors sorted by what to do next.
+
+Providers call `Upstream.get_json`; it raises:
+- `NotFound` (404): the answer is "no such thing" and is cached briefly;
+- `RetryableError` (connection error, timeout, 5xx, 429, garbage body): the lookup task
+  retries with backoff, honouring `Retry-After`;
+- `PermanentError` (other 4xx): retrying cannot help; the user is told at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import requests
+
+from bot.ops import metrics, sentry
+from bot.upstream.breaker import Breakers
+from bot.upstream.quota import acquire as acquire_quota
+from config import Settings
+
+
+class NotFound(Exception):
+    """The upstream says the thing asked for does not exist; str() is the user's message."""
+
+
+class UpstreamError(Exception):
+    def __init__(self, provider: str, kind: str, detail: str = "", retry_after: float | None = None):
+        super().__init__(f"{provider}: {kind}{': ' + detail if detail else ''}")
+        self.provider = provider
+        self.kind = kind  # timeout, connection, http_503, http_429, bad_response, http_400...
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class RetryableError(UpstreamError):
+    pass
+
+
+class PermanentError(UpstreamError):
+    pass
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` is either seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Upstream:
+    """One per worker process: a pooled `requests.Session` with the configured timeouts.
+
+    With a Redis client, every call also passes the provider's circuit breaker and quota
+    (both shared by all workers), and reports its outcome to the breaker.
+    """
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None, redis_client: Any = None):
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = settings.HTTP_USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+        self.redis = redis_client
+        self.breakers = Breakers(redis_client, settings) if redis_client is not None else None
+
+    def get_json(
+        self,
+        provider: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+        *,
+        not_found: str,
+        method: str = "GET",
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        quota: str = "",
+    ) -> Any:
+        """Call `provider` (its breaker name) and return the JSON body. `quota` names the
+        quota to charge when it differs from the provider (one API, several endpoints)."""
+        if self.breakers is not None:
+            self.breakers.allow(provider)
+            acquire_quota(self.redis, self.settings, quota or provider)
+        started = time.monotonic()
+        try:
+            data = self._call(provider, url, params, not_found, method, json_body, headers)
+        except RetryableError as exc:
+            metrics.UPSTREAM_ERRORS.labels(provider, exc.kind).inc()
+            if self.breakers is not None and self.breakers.failure(provider):
+                sentry.report(
+                    f"circuit breaker open: {provider}",
+                    ["breaker-open", provider],
+                    level="warning",
+                    provider=provider,
+                )
+            raise
+        finally:
+            metrics.LOOKUP_DURATION.labels(provider).observe(time.monotonic() - started)
+        if self.breakers is not None:
+            self.breakers.success(provider)
+        return data
+
+    def _call(
+        self,
+        provider: str,
+        url: str,
+        params: dict[str, Any] | None,
+        not_found: str,
+        method: str,
+        json_body: Any,
+        headers: dict[str, str] | None,
+    ) -> Any:
+        timeout = (self.settings.UPSTREAM_CONNECT_TIMEOUT, self.settings.UPSTREAM_READ_TIMEOUT)
+        try:
+            response = self.session.request(
+                method, url, params=params, json=json_body, headers=headers, timeout=timeout
+            )
+        except requests.Timeout as exc:
+            raise RetryableError(provider, "timeout", type(exc).__name__) from exc
+        except requests.RequestException as exc:
+            raise RetryableError(provider, "connection", type(exc).__name__) from exc
+
+        status = response.status_code
+        if status == 404:
+            raise NotFound(not_found)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RetryableError(provider, f"http_{status}", retry_after=retry_after)
+        if status >= 400:
+            raise PermanentError(provider, f"http_{status}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RetryableError(provider, "bad_response", "body is not JSON") from exc

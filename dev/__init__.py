@@ -1,0 +1,1 @@
+"""Development only (not in the image): `make run`'s launcher and its private redis-server."""

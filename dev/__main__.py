@@ -1,0 +1,5 @@
+import sys
+
+from dev.stack import main
+
+sys.exit(main())

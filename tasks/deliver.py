@@ -1,0 +1,125 @@
+"""Sending replies from workers: inline from the lookup when it can, else the `deliver` task
+with its retries; `deliver_batch` answers requests coalesced behind one lookup.
+
+Senders are the platforms' worker halves (bot/platforms/*/sender.py): plain HTTP, no SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from bot.core.delivery import RetryLater, Undeliverable
+from bot.core.request import Reply, Request
+from bot.ops import metrics, sentry
+from bot.platforms import sender_for
+from config import get_settings
+from tasks.app import app
+from tasks.failures import backoff
+from tasks.records import dead_letter, result, unpack
+from tasks.runtime import worker_redis
+
+log = logging.getLogger(__name__)
+
+FAN_OUT_CHUNK = 50
+# What a sender raises when trying again later may help: the platform's back-pressure or an
+# outage (RetryLater), Redis, the network (requests' connection errors are OSErrors).
+RETRYABLE = (RetryLater, redis.RedisError, OSError)
+
+
+def _reason(exc: BaseException) -> str:
+    # str() of a connection error can hold a URL with a bot token: only the class name.
+    return exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
+
+
+def send(req: Request, reply: Reply) -> None:
+    """Send a reply now. A platform's final refusal (the user blocked the bot) is logged and
+    counted here; what may go later (RETRYABLE) is raised for the caller to schedule."""
+    try:
+        sender_for(req.platform)(worker_redis(), req, reply)
+    except Undeliverable as exc:
+        log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
+        metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
+        return
+    log.info("%s: reply delivered on %s", req.request_id, req.platform)
+    metrics.DELIVERIES.labels(req.platform, "sent").inc()
+    if req.received_at:
+        metrics.REPLY_LATENCY.labels(req.platform, "worker").observe(max(0.0, time.time() - req.received_at))
+
+
+def deliver_now(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
+    """The fast path of lookup → deliver: the lookup sends the reply itself, sparing the user
+    a broker hop (~5 ms, bench/miss.py). Whatever cannot go at once — back-pressure, an outage,
+    the time limit — is left to the chained `deliver` task, with its retries and dead letters.
+    Once sent here, the rest of the chain is dropped when it is that `deliver` alone (and a
+    `deliver` that runs anyway sees the result marked and does nothing). A lookup run twice
+    (its worker lost before the ack) cannot send twice: senders mark each part sent."""
+    if not get_settings().DELIVER_INLINE:
+        return landed
+    req, reply = unpack(landed)
+    try:
+        send(req, reply)
+    except (*RETRYABLE, SoftTimeLimitExceeded) as exc:
+        log.info("%s: sending left to the deliver task (%s)", req.request_id, _reason(exc))
+        return landed
+    except Exception:  # a sender bug: the deliver task meets it again and reports it
+        log.exception("%s: sending from the lookup failed", req.request_id)
+        return landed
+    chained = task.request.chain
+    if chained and len(chained) == 1 and chained[0].get("task") == deliver.name:
+        task.request.chain = None  # Celery reads it after the task returns
+    return {**landed, "delivered": True}
+
+
+@app.task(bind=True, name="deliver", max_retries=None)
+def deliver(self: Task, landed: dict[str, Any] | None) -> None:
+    """Send the reply; retried on platform back-pressure or outages, never duplicated
+    (senders keep per-request markers), dead-lettered when it finally cannot be sent."""
+    if landed is None or landed.get("delivered"):
+        return  # a refresh (nobody waits), or the lookup already sent it
+    settings = get_settings()
+    req, reply = unpack(landed)
+    attempts = self.request.retries + 1
+    try:
+        send(req, reply)
+    except RETRYABLE as exc:
+        reason = _reason(exc)
+        if self.request.retries < settings.DELIVER_MAX_RETRIES:
+            countdown = backoff(self.request.retries, exc.after if isinstance(exc, RetryLater) else None)
+            log.warning(
+                "%s: delivery deferred (%s), retry %d in %.2fs", req.request_id, reason, attempts, countdown
+            )
+            raise self.retry(countdown=countdown) from None
+        log.error("%s: delivery failed for good after %d tries: %s", req.request_id, attempts, reason)
+        metrics.DELIVERIES.labels(req.platform, "failed").inc()
+        sentry.report(
+            f"delivery to {req.platform} failed: {reason}",
+            ["delivery-failed", req.platform, reason.split(":")[0]],
+            platform=req.platform,
+            command=req.command,
+            request_id=req.request_id,
+        )
+        dead_letter(landed["request"], {"reply": reply.text}, f"delivery: {reason}", "delivery", attempts)
+
+
+@app.task(name="deliver_batch")
+def deliver_batch(results: list[dict[str, Any]]) -> None:
+    """The same reply to many coalesced requests; any that cannot go now get their own
+    `deliver` task with its retries, so one slow chat holds up nobody else."""
+    for landed in results:
+        try:
+            send(*unpack(landed))
+        except RETRYABLE:
+            deliver.apply_async((landed,), countdown=get_settings().LOOKUP_RETRY_BACKOFF)
+
+
+def answer_waiters(waiting: list[dict[str, Any]], reply: Reply) -> None:
+    """The reply of a landed lookup to every request coalesced behind it, in batches."""
+    results = [result(request, reply) for request in waiting]
+    for start in range(0, len(results), FAN_OUT_CHUNK):
+        deliver_batch.delay(results[start : start + FAN_OUT_CHUNK])

@@ -1,0 +1,95 @@
+"""Fan-out lookups (`/reviews`): one task per source, each with its own retries, breaker and
+quota, then a merge. What to ask and how to merge is the command's declaration
+(`registry.fan_out`); this module only runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, chord
+
+from bot.commands import registry
+from bot.commands.registry import Command, FanOut
+from bot.core.request import Reply
+from bot.ops import sentry
+from config import get_settings
+from tasks.app import app
+from tasks.deliver import deliver_now
+from tasks.failures import backoff, classify
+from tasks.landing import finish, finish_failure
+from tasks.records import count
+from tasks.runtime import upstream
+
+# What a source reports for each failure, in place of its places.
+SOURCE_ERRORS = {"exhausted": "over its daily quota", "open": "unavailable", "crash": "not answering"}
+
+
+def _spread(command_name: str) -> tuple[Command, FanOut]:
+    command = registry.get(command_name)
+    assert command is not None and command.fan_out is not None, command_name
+    return command, command.fan_out
+
+
+def start(
+    task: Task, command: Command, request: dict[str, Any], params: dict[str, Any], refresh: bool
+) -> dict[str, Any] | None:
+    """Replace the lookup with a chord over the configured sources (or answer at once when
+    none is configured). The chain's deliver (if any) follows the merge: replace() carries it."""
+    assert command.fan_out is not None
+    enabled = command.fan_out.enabled(get_settings())
+    if not enabled:
+        landed = finish_failure(command, request, params, command.fan_out.none_enabled)
+        return None if refresh else landed
+    header = [source_lookup.s(command.name, name, params) for name in enabled]
+    body = merge_sources.s(command.name, request, params, refresh)
+    return task.replace(chord(header, body))
+
+
+@app.task(bind=True, name="source_lookup", max_retries=None, ignore_result=False)
+def source_lookup(
+    self: Task, command_name: str, source: str, params: dict[str, Any], failures: int = 0
+) -> dict[str, Any]:
+    """One source. Never fails the chord: after its retries it reports what went wrong."""
+    _, spread = _spread(command_name)
+    try:
+        return {"source": source, "places": spread.fetch(source, params, upstream())}
+    except Exception as exc:
+        failure = classify(exc, source)
+    if failure.kind == "not_found":
+        return {"source": source, "places": []}
+    if failure.kind == "wait":
+        raise self.retry(countdown=failure.after, kwargs={"failures": failures}) from None
+    if failure.kind == "retry":
+        failures += 1
+        if failures <= get_settings().LOOKUP_MAX_RETRIES:
+            raise self.retry(
+                countdown=backoff(failures - 1, failure.after), kwargs={"failures": failures}
+            ) from None
+        return {"source": source, "error": "timed out" if failure.reason == "timeout" else "not answering"}
+    if failure.kind == "refused":
+        return {"source": source, "error": f"refused ({failure.reason.replace('_', ' ')})"}
+    if failure.kind == "crash":  # a bug in the source's code: the others still answer
+        sentry.capture(failure.error, command=command_name, provider=source)
+    return {"source": source, "error": SOURCE_ERRORS[failure.kind]}
+
+
+@app.task(bind=True, name="merge_sources")
+def merge_sources(
+    self: Task,
+    results: list[dict[str, Any]],
+    command_name: str,
+    request: dict[str, Any],
+    params: dict[str, Any],
+    refresh: bool = False,
+) -> dict[str, Any] | None:
+    command, spread = _spread(command_name)
+    text, answered = spread.merge(results, params)
+    if answered:
+        count(command.name, "ok")
+        landed = finish(
+            command, request, params, Reply(text, "answer"), command.ttl(), get_settings().CACHE_GRACE
+        )
+    else:
+        count(command.name, "error")
+        landed = finish_failure(command, request, params, text)
+    return None if refresh else deliver_now(self, landed)
