@@ -1,7 +1,7 @@
 """One typed settings object, read from the environment and `.env`.
 
 Every field is named exactly as the environment variable a user sets (case-insensitive).
-Every field is listed in README.md and `.env.example`; keep the three in step.
+Every field is listed in docs/configuration.md and `.env.example`; keep the three in step.
 """
 
 from __future__ import annotations
