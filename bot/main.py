@@ -14,6 +14,7 @@ import signal
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from bot.commands import registry
 from bot.core.queue import TaskQueue
 from bot.ops import http, logs, metrics, sentry
 from bot.ops.gauges import GaugeReader
@@ -71,7 +72,7 @@ async def serve_platforms(settings: Settings, client: aioredis.Redis, queue: Tas
 
     pipeline = Pipeline(settings, client, queue)
     depth_now = getattr(queue, "depth_now", lambda: "unknown")
-    gauges = metrics.RedisGauges(GaugeReader(settings, depth_now))
+    gauges = metrics.RedisGauges(GaugeReader(settings, registry.breakers(), depth_now))
     with contextlib.suppress(ValueError):  # registered once per process
         REGISTRY.register(gauges)
     # Each SDK is imported only when its platform is on.

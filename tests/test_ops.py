@@ -22,7 +22,7 @@ from tests.botprocess import BotProcess
 from tests.chat_discord import TOKEN as DISCORD_TOKEN
 from tests.chat_discord import discord_bot
 from tests.chat_telegram import TOKEN as TELEGRAM_TOKEN
-from tests.chat_telegram import running
+from tests.chat_telegram import WEBHOOK_SECRET, running
 from tests.conftest import ROOT, TEST_ENV, wait_until
 from tests.emulators.upstreams import Fault
 
@@ -96,6 +96,62 @@ def test_before_send_scrubs_tokens_keys_and_user_text() -> None:
     assert TELEGRAM_TOKEN not in cleaned and DISCORD_TOKEN not in cleaned
     assert "my secret question" not in cleaned and "ann" not in cleaned
     assert "AAH-something" not in cleaned
+
+
+def test_discord_interaction_tokens_are_scrubbed_from_every_url() -> None:
+    from config import Settings
+
+    configure_scrubbing(Settings())
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDpzZWNyZXQtdG9rZW4tb2YtYW4taW50ZXJhY3Rpb24"
+    event = {
+        "message": f"PATCH https://discord.com/api/v10/webhooks/1000/{token}/messages/@original: 500",
+        "extra": {"url": f"https://discord.com/api/v10/interactions/99/{token}/callback"},
+    }
+    cleaned = json.dumps(before_send(event, {}))
+    assert token not in cleaned
+    assert "/webhooks/1000/[Filtered]/messages/@original" in cleaned
+
+
+DISTINCTIVE = "Qwertyzebra"
+
+
+def test_nothing_users_typed_reaches_sentry_in_any_form(
+    webhook_bot: BotProcess, make_tg_chat: Any, upstreams: Any, sentry: Any, telegram: Any
+) -> None:
+    """Every command, with the upstreams failing until retries run out: the reports reach
+    Sentry, and neither the text (raw, URL-encoded, underscored, lower-cased), nor a token
+    or key does."""
+    for provider in ("wiki", "geocoding", "forecast", "fx", "yelp", "foursquare", "google"):
+        upstreams.script(provider, *[Fault(status=500)] * 60)
+    texts = [
+        f"/wiki {DISTINCTIVE} Private Topic",
+        f"/weather {DISTINCTIVE} Heights",
+        f"/reviews {DISTINCTIVE.lower()} pie in {DISTINCTIVE}ville",
+        f"/fx 1 EUR USD {DISTINCTIVE}",
+        f"/ban telegram:1 {DISTINCTIVE} reason",
+        f"/{DISTINCTIVE}",
+        f"{DISTINCTIVE} says hello",
+    ]
+    chats = [make_tg_chat() for _ in texts]
+    for chat, text in zip(chats, texts, strict=True):
+        chat.send(text)
+    for chat in chats:
+        chat.reply(timeout=30)
+    wait_until(
+        lambda: (
+            {"wikipedia", "open-meteo"}
+            <= {
+                e["fingerprint"][1]
+                for e in sentry.events
+                if e.get("fingerprint", [""])[0] == "lookup-exhausted"
+            }
+        ),
+        timeout=30,
+    )
+    raw = sentry.raw_text()
+    assert DISTINCTIVE.lower() not in raw.lower(), "what a user typed reached Sentry"
+    for secret in [*SECRETS, WEBHOOK_SECRET]:
+        assert secret not in raw, "a token or key reached Sentry"
 
 
 # --- metrics, health, readiness ----------------------------------------------------------------------
@@ -173,6 +229,21 @@ def test_worker_metrics_add_up_across_pool_processes(worker: Any, make_chat: Any
     for chat in chats:
         chat.reply()
     assert lookups() - before == 4, "every pool process' lookups are counted"
+
+
+def test_a_metrics_scrape_costs_the_same_whatever_the_keyspace(
+    webhook_bot: BotProcess, redis_client: Any
+) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(20_000):
+        pipe.set(f"seen:telegram:{n}", 1, ex=600)
+    pipe.execute()
+    redis_client.config_resetstat()
+    body = requests.get(f"{webhook_bot.url}/metrics", timeout=10).text
+    commands = redis_client.info("commandstats")
+    assert "cmdstat_scan" not in commands, "a scrape must not walk the keyspace"
+    # Every upstream with a breaker is listed, from the registry, open or not.
+    assert 'chatbot_breaker_open{provider="wikipedia",state="closed"} 0.0' in body
 
 
 def test_health_and_readiness(webhook_bot: BotProcess) -> None:

@@ -209,3 +209,9 @@ def commands(admin: bool | None = False) -> list[Command]:
     return sorted(
         (c for c in REGISTRY.values() if admin is None or c.is_admin == admin), key=lambda c: c.name
     )
+
+
+def breakers() -> set[str]:
+    """Every upstream with a circuit breaker: the commands' own, and each fan-out source's."""
+    names = {c.breaker for c in REGISTRY.values() if c.breaker}
+    return names | {source for c in REGISTRY.values() if c.fan_out for source in c.fan_out.sources}

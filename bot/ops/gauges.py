@@ -3,7 +3,7 @@ lookups running, dead letters (see `metrics.RedisGauges`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -13,11 +13,14 @@ from config import Settings
 
 
 class GaugeReader:
-    """Runs in a thread at each scrape, on one pooled client kept for the process.
-    `queue_depth()` answers the broker's queue length as digits, or why it is unknown."""
+    """Runs in a thread at each scrape, on one pooled client kept for the process: one
+    pipelined round trip whatever the size of the keyspace (no SCAN). `providers` are the
+    upstreams with a breaker (from the command registry); `queue_depth()` answers the broker's
+    queue length as digits, or why it is unknown."""
 
-    def __init__(self, settings: Settings, queue_depth: Callable[[], str]):
+    def __init__(self, settings: Settings, providers: Iterable[str], queue_depth: Callable[[], str]):
         self.settings = settings
+        self.providers = sorted(set(providers))
         self.queue_depth = queue_depth
         self._client: redis.Redis | None = None
 
@@ -26,18 +29,19 @@ class GaugeReader:
             self._client = redis.Redis.from_url(
                 self.settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
             )
-        client = self._client
-        breakers = {}
-        for key in client.scan_iter(match=keys.BREAKER_PATTERN, count=200):
-            provider = keys.breaker_provider(key.decode())
-            if provider is None:
-                continue  # the failures set beside the state hash
-            state = client.hget(keys.breaker(provider), "state")
-            breakers[provider] = state.decode() if isinstance(state, bytes) else "closed"
+        pipe = self._client.pipeline(transaction=False)
+        for provider in self.providers:
+            pipe.hget(keys.breaker(provider), "state")
+        pipe.get(keys.RUNNING)
+        pipe.llen(keys.DEAD_LETTERS)
+        *states, running, dead = pipe.execute()
         depth = self.queue_depth()
         return {
-            "breakers": breakers,
+            "breakers": {
+                provider: state.decode() if isinstance(state, bytes) else "closed"
+                for provider, state in zip(self.providers, states, strict=True)
+            },
             "queue_depth": float(depth) if depth.isdigit() else float("nan"),
-            "in_flight": float(client.get(keys.RUNNING) or 0),
-            "dead_letters": float(client.llen(keys.DEAD_LETTERS)),
+            "in_flight": float(running or 0),
+            "dead_letters": float(dead),
         }

@@ -16,11 +16,13 @@ from config import Settings
 # every line written on the way from the adapter through lookup and deliver carries it.
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-# Bot tokens travel in Telegram URLs (/bot<id>:<secret>/) and Discord headers.
+# Bot tokens travel in Telegram URLs (/bot<id>:<secret>/) and Discord headers; Discord's
+# interaction tokens in its webhook and callback URLs (/webhooks/<app>/<token>).
 _TOKEN_PATTERNS = [
-    re.compile(r"bot\d{3,}:[A-Za-z0-9_-]{20,}"),
-    re.compile(r"\d{3,}:AA[A-Za-z0-9_-]{20,}"),
-    re.compile(r"(Bot|Bearer)\s+[A-Za-z0-9._-]{20,}"),
+    (re.compile(r"bot\d{3,}:[A-Za-z0-9_-]{20,}"), "[Filtered]"),
+    (re.compile(r"\d{3,}:AA[A-Za-z0-9_-]{20,}"), "[Filtered]"),
+    (re.compile(r"(Bot|Bearer)\s+[A-Za-z0-9._-]{20,}"), "[Filtered]"),
+    (re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._-]{20,}"), r"\1[Filtered]"),
 ]
 
 
@@ -41,8 +43,8 @@ def secrets_of(settings: Settings) -> list[str]:
 def scrub(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "[Filtered]")
-    for pattern in _TOKEN_PATTERNS:
-        text = pattern.sub("[Filtered]", text)
+    for pattern, replacement in _TOKEN_PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 
@@ -55,9 +57,23 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
+        if (
+            record.name == "celery.app.trace"
+            and isinstance(record.args, dict)
+            and "return_value" in record.args
+        ):
+            # "Task lookup[…] succeeded: <its return value>" would log the user's request and
+            # reply; the task's name, id and run time are what an operator needs.
+            record.args = {**record.args, "return_value": "(not logged)"}
+            data = getattr(record, "data", None)
+            if isinstance(data, dict) and "return_value" in data:
+                record.data = {**data, "return_value": "(not logged)"}
         message = record.getMessage()
         clean = scrub(message, self.secrets)
         if clean != message or record.args:
+            # The template stays readable for Sentry's breadcrumbs, which see the record
+            # after this handler and must not carry the arguments (bot/ops/sentry.py).
+            record.template = getattr(record, "template", record.msg)
             record.msg, record.args = clean, None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info), self.secrets)

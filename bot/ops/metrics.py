@@ -45,6 +45,7 @@ CACHE_RESULTS = {"hit": "hit", "stale": "stale", "stale_refresh": "stale", "stal
 
 
 def count_message(platform: str, command: str, outcome: str) -> None:
+    """`command` must be a known command's name, "unknown" or "-": labels are never user input."""
     MESSAGES.labels(platform, command or "-", outcome).inc()
     if outcome in CACHE_RESULTS:
         CACHE.labels(CACHE_RESULTS[outcome]).inc()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import sentry_sdk
 from sentry_sdk.integrations.logging import LoggingIntegration
@@ -22,8 +23,12 @@ log = logging.getLogger(__name__)
 _secrets: list[str] = []
 _send_pii = False
 _enabled = False
-# Event fields that hold what users typed or who they are.
-_PII_KEYS = {"args", "text", "username", "first_name", "last_name", "content", "user", "reply"}
+# Event fields that hold what users typed or who they are, whatever their type: task
+# arguments (Celery's "celery-job" context), parameters, texts, names.
+_PII_KEYS = {
+    "args", "kwargs", "params", "text", "username", "first_name", "last_name", "content", "user",
+    "reply", "query_string", "cookies",
+}  # fmt: skip
 
 
 def init(settings: Settings, component: str) -> bool:
@@ -46,6 +51,8 @@ def init(settings: Settings, component: str) -> bool:
         # Log lines are breadcrumbs; events are what we report on purpose (below) and
         # unhandled exceptions, so one log.error per user does not become one issue each.
         integrations=[LoggingIntegration(level=logging.INFO, event_level=None)],
+        # Frame locals hold requests, parameters and replies: only when PII is allowed.
+        include_local_variables=settings.SENTRY_SEND_PII,
         shutdown_timeout=2,
     )
     sentry_sdk.set_tag("component", component)
@@ -60,9 +67,9 @@ def configure_scrubbing(settings: Settings) -> None:
 
 
 def _clean(value: Any, key: str = "") -> Any:
+    if not _send_pii and key in _PII_KEYS and value:
+        return "[Filtered]"
     if isinstance(value, str):
-        if not _send_pii and key in _PII_KEYS:
-            return "[Filtered]"
         return scrub(value, _secrets)
     if isinstance(value, dict):
         return {k: _clean(v, str(k)) for k, v in value.items()}
@@ -76,15 +83,42 @@ def before_send(event: Any, hint: Any) -> Any:
     cleaned = _clean(event)
     if not _send_pii:
         cleaned.pop("user", None)
+        request = cleaned.get("request")
+        if isinstance(request, dict):  # an HTTP request the bot served (a webhook update)
+            request.pop("data", None)
+            if isinstance(request.get("url"), str):
+                request["url"] = _origin(request["url"])
     return cleaned
 
 
 def before_breadcrumb(crumb: Any, hint: Any) -> Any:
-    if not _send_pii and crumb.get("category") not in ("httplib", "redis", "celery"):
-        # Log lines may quote what users typed; keep the fact and level, not the text.
-        crumb["message"] = scrub(str(crumb.get("message", "")), _secrets)[:80]
-        crumb.pop("data", None)
+    if _send_pii:
+        return _clean(crumb)
+    data = crumb.get("data") if isinstance(crumb.get("data"), dict) else {}
+    if crumb.get("category") == "httplib":
+        # Upstream URLs carry what users asked for (/page/summary/<topic>, ?name=<place>),
+        # and Discord's carry tokens: keep the method, host and status only.
+        kept = {k: data[k] for k in ("method", "status_code", "reason") if k in data}
+        if isinstance(data.get("url"), str):
+            kept["url"] = _origin(data["url"])
+        crumb["data"] = kept
+        return _clean(crumb)
+    if crumb.get("category") == "redis":
+        return _clean(crumb)
+    # A log line: its template, never its arguments ("%s: lookup /%s answered…"), which may
+    # quote what users typed or what a task returned.
+    record = hint.get("log_record") if isinstance(hint, dict) else None
+    template = getattr(record, "template", getattr(record, "msg", ""))
+    template = template if isinstance(template, str) else ""
+    crumb["message"] = scrub(template, _secrets)[:200]
+    crumb.pop("data", None)
     return _clean(crumb)
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a URL: no path, query or fragment."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else "[Filtered]"
 
 
 def report(
