@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.exceptions
@@ -19,7 +19,8 @@ import redis.exceptions
 from bot.commands import admin, registry
 from bot.commands.registry import Params, UsageError
 from bot.core import phrases
-from bot.core.gate import Gate
+from bot.core.gate import Decision, Gate
+from bot.core.limits import Bucket
 from bot.core.queue import TaskQueue
 from bot.core.request import Reply, Request
 from bot.ops import logs, metrics
@@ -36,6 +37,9 @@ class Outcome:
     reply: Reply | None
     queued: bool = False
     decision: str = ""
+    # Shown only where silence is not an option (a Discord interaction must be answered):
+    # the "try again in N s" of a flood the user was already told about.
+    quiet: Reply | None = None
 
 
 @dataclass(frozen=True)
@@ -64,22 +68,51 @@ class Pipeline:
         self.queue = queue
 
     async def handle(
-        self, request: Request, before_queue: Callable[[], Awaitable[None]] | None = None
+        self,
+        request: Request,
+        before_queue: Callable[[], Awaitable[None]] | None = None,
+        outbound: tuple[Bucket, ...] = (),
     ) -> Outcome:
         """Decide what to do with one message. `before_queue` runs just before a miss is
-        queued (Discord defers the interaction there, so a worker can edit the answer in)."""
+        queued (Discord defers the interaction there, so a worker can edit the answer in).
+        `outbound`: the platform's buckets for this chat; an answer that does not fit them now
+        is handed to a worker, which waits for room (the outcome then carries no reply)."""
         logs.request_id.set(request.request_id)
-        outcome = await self._handle(request, before_queue)
-        metrics.count_message(request.platform, request.command[:32], outcome.decision)
-        # No argument text here: what users type stays out of logs (and Sentry breadcrumbs).
-        log.info("%s /%s → %s", request.platform, request.command[:32], outcome.decision)
+        outcome = await self._handle(request, before_queue, outbound)
+        # Metric labels and logs name only commands that exist: made-up names would be new
+        # Prometheus series without bound, and what users type stays out of logs.
+        name = request.command if registry.get(request.command) else "unknown" if request.command else "-"
+        metrics.count_message(request.platform, name, outcome.decision)
+        log.info("%s /%s → %s", request.platform, name, outcome.decision)
         if outcome.reply is not None and request.received_at:
             metrics.REPLY_LATENCY.labels(request.platform, "immediate").observe(
                 time.time() - request.received_at
             )
         return outcome
 
-    async def _handle(self, request: Request, before_queue: Callable[[], Awaitable[None]] | None) -> Outcome:
+    async def _handle(
+        self,
+        request: Request,
+        before_queue: Callable[[], Awaitable[None]] | None,
+        outbound: tuple[Bucket, ...],
+    ) -> Outcome:
+        try:
+            decision = await self._decide(request, outbound)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.error("%s: gate unavailable: %r", request.request_id, exc)
+            return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
+        outcome = await self._answer(request, *decision, before_queue)
+        if decision[0].deferred and outcome.reply is not None:
+            # Over the outbound budget: a worker sends it once there is room, never a 429.
+            await self.queue.deliver(request, outcome.reply)
+            return Outcome(None, decision=outcome.decision)
+        return outcome
+
+    async def _decide(
+        self, request: Request, outbound: tuple[Bucket, ...]
+    ) -> tuple[Decision, registry.Command | None, Params, Reply | None]:
+        """Parse the command, then one gate round trip (even a bad command passes the gate: a
+        flood of garbage is limited like any other)."""
         is_admin = request.user_key in self.admins
         command = registry.get(request.command)
         problem: Reply | None = None
@@ -95,17 +128,28 @@ class Pipeline:
             except UsageError as exc:
                 problem = Reply(f"{exc}\nUsage: {command.usage}", "usage")
         cache_key = command.cache_key(params) if command and command.is_lookup and not problem else None
+        breaker = command.breaker if command else ""
+        decision = await self.gate.check(request, cache_key, is_admin, breaker, outbound)
+        if decision.override_ignored:
+            log.warning("%s: an unusable limit override in Redis was ignored", request.request_id)
+        return decision, command, params, problem
 
-        # Even a bad command passes the gate: a flood of garbage is limited like any other.
-        try:
-            decision = await self.gate.check(request, cache_key, is_admin, command.breaker if command else "")
-        except (redis.exceptions.RedisError, OSError) as exc:
-            log.error("%s: gate unavailable: %r", request.request_id, exc)
-            return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
-
+    async def _answer(
+        self,
+        request: Request,
+        decision: Decision,
+        command: registry.Command | None,
+        params: Params,
+        problem: Reply | None,
+        before_queue: Callable[[], Awaitable[None]] | None,
+    ) -> Outcome:
+        is_admin = request.user_key in self.admins
         outcome = decision.outcome
         if outcome in ("duplicate", "banned_silent"):
             return Outcome(None, decision=outcome)
+        if outcome == "limited_silent":
+            quiet = Reply(phrases.retry_text(decision.retry_after), "limited", ephemeral=True)
+            return Outcome(None, decision=outcome, quiet=quiet)
         if outcome == "banned":
             return Outcome(Reply(phrases.BLOCKED, "notice"), decision=outcome)
         if outcome == "maintenance":
@@ -170,16 +214,17 @@ class Pipeline:
             return reply
         if problem is not None:
             await admin.audit(self.redis, self.settings, request, "usage error")
-            return problem
+            return replace(problem, private=True)
         assert command.admin is not None
         context = admin.AdminContext(self.settings, self.redis, request, self.queue)
         try:
             text = await command.admin(context, params)
         except UsageError as exc:
             await admin.audit(self.redis, self.settings, request, f"usage error: {exc}")
-            return Reply(f"{exc}\nUsage: {command.usage}", "usage")
+            return Reply(f"{exc}\nUsage: {command.usage}", "usage", private=True)
         except (redis.exceptions.RedisError, OSError) as exc:
             log.error("%s: admin /%s failed: %r", request.request_id, command.name, exc)
             text = "Failed: Redis is unavailable."
         await admin.audit(self.redis, self.settings, request, text.splitlines()[0][:200] if text else "")
-        return Reply(text, "admin")
+        # Admin answers show other users' data: never to the rest of a group or channel.
+        return Reply(text, "admin", private=True)

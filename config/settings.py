@@ -15,6 +15,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Ids Telegram shows as the author of messages from many people (Bot API: Message.from).
+TELEGRAM_SHARED_IDS = {
+    "1087968824": "GroupAnonymousBot (every anonymous admin of every group)",
+    "136817688": "Channel_Bot (every message sent on behalf of a channel)",
+    "777000": "service account (automatic forwards from linked channels)",
+}
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 
@@ -217,6 +223,11 @@ class Settings(BaseSettings):
             platform, _, user = item.partition(":")
             if platform not in ("console", "telegram", "discord") or not user:
                 raise ValueError(f"expected platform:user entries such as telegram:123456, got {item!r}")
+            if platform == "telegram" and user in TELEGRAM_SHARED_IDS:
+                raise ValueError(
+                    f"{item} is not one person but Telegram's {TELEGRAM_SHARED_IDS[user]}: "
+                    "it would make all of them admins; name the admin's own user id"
+                )
         return value
 
     @field_validator("DISCORD_PREFIX")

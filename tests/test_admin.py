@@ -69,11 +69,14 @@ def test_a_ban_stops_the_user_in_another_bot_process(
 
 
 def test_a_telegram_admin_bans_by_replying_in_a_group(
-    tg_bot: BotProcess, make_tg_chat: Any, redis_client: Any
+    tg_bot: BotProcess, make_tg_chat: Any, redis_client: Any, telegram: Any
 ) -> None:
     group = make_tg_chat(chat_type="group", user_id=ADMIN_TG)
     group.send("/ban@LookupTestBot spam links", reply_to_user=90210)
-    assert group.reply() == "Banned telegram:90210: spam links"
+    # Admin answers never show in the group: they go to the admin's private chat.
+    assert group.reply() == "Sent you the answer in a private message."
+    assert telegram.wait_for(lambda: telegram.messages(ADMIN_TG), 15)
+    assert telegram.messages(ADMIN_TG)[-1].text == "Banned telegram:90210: spam links"
     assert redis_client.hget("admin", "ban:telegram:90210") == "spam links"
 
 

@@ -27,6 +27,9 @@ from tests.conftest import ROOT
             "5",
             "BROKER_VISIBILITY_TIMEOUT: Input should be greater than or equal to 10",
         ),
+        ("ADMINS", "telegram:1087968824", "ADMINS: telegram:1087968824 is not one person but Telegram's"),
+        ("ADMINS", "console:admin,telegram:136817688", "every message sent on behalf of a channel"),
+        ("ADMINS", "telegram:777000", "automatic forwards from linked channels"),
     ],
 )
 def test_bad_setting_stops_start_up_with_a_clear_message(name: str, value: str, message: str) -> None:

@@ -90,6 +90,24 @@ def test_a_flooding_user_gets_an_ephemeral_try_again(chat: Any) -> None:
     assert len(limited) == 1 and limited[0].ephemeral
 
 
+def test_every_limited_interaction_is_answered_to_the_flooder_alone(chat: Any) -> None:
+    """An interaction must be answered, and its responses cost no rate limit: each limited
+    one gets the ephemeral notice (told-once silence is for platforms where silence is free)."""
+    for _ in range(8):
+        chat.send("/ping")
+    replies = [chat.reply() for _ in range(8)]
+    assert replies.count("pong") == 5
+    limited = [e for e in chat.events() if "try again in" in e.content]
+    assert len(limited) == 3 and all(e.ephemeral for e in limited)
+
+
+def test_admin_answers_are_seen_by_the_admin_alone(bot: BotProcess, make_discord_chat: Any) -> None:
+    admin = make_discord_chat(user_id=4242)  # ADMINS lists discord:4242 in the test settings
+    admin.send("/audit")
+    admin.reply()
+    assert admin.last_event().ephemeral
+
+
 def test_a_redelivered_interaction_is_answered_once(chat: Any, discord_emulator: Any) -> None:
     interaction = chat.send("/ping")
     assert chat.reply() == "pong"

@@ -142,12 +142,15 @@ def test_the_same_request_id_is_answered_once(bot_loop, worker, upstreams) -> No
 def test_flooding_user_is_told_when_to_retry_and_others_are_not_affected(make_chat) -> None:
     flooder, bystander = make_chat(), make_chat()
     replies = []
-    for _ in range(8):
+    for _ in range(6):
         flooder.send("/ping")
         replies.append(flooder.immediate_reply())
     assert replies[:5] == ["pong"] * 5  # RATE_LIMIT_BURST=5
     # 30/minute is one message every 2 s: the next slot opens in at most 2 s.
     assert replies[5] == "You are sending too fast. Please try again in 2 s."
+    flooder.send("/ping")  # told already: silence, and nothing queued
+    flooder.assert_no_reply(within=0.2)
+    assert not flooder.adapter.pending
     bystander.send("/ping")
     assert bystander.immediate_reply() == "pong"
 

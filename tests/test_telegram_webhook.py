@@ -25,8 +25,10 @@ def webhook_bot(worker: Any) -> Iterator[BotProcess]:
         yield bot
 
 
-def _post(bot: BotProcess, body: Any, secret: str | None = WEBHOOK_SECRET, raw: bytes | None = None) -> int:
-    headers = {"Content-Type": "application/json"}
+def _post(
+    bot: BotProcess, body: Any, secret: str | bytes | None = WEBHOOK_SECRET, raw: bytes | None = None
+) -> int:
+    headers: dict[str, str | bytes] = {"Content-Type": "application/json"}
     if secret is not None:
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret
     data = raw if raw is not None else json.dumps(body).encode()
@@ -55,6 +57,19 @@ def test_update_without_the_right_secret_is_refused_and_not_processed(
     update = telegram.message_update(chat.chat_id, chat.user_id, "/ping")
     assert _post(webhook_bot, update, secret=secret) == 403
     chat.assert_no_reply(within=0.5)
+
+
+@pytest.mark.parametrize(
+    "secret", [b"\xff\xfe\xfd", "café-secret".encode(), WEBHOOK_SECRET.encode() + b"\x80"]
+)
+def test_a_secret_of_any_bytes_but_the_right_ones_is_a_403_never_an_error(
+    webhook_bot: BotProcess, make_tg_chat: Any, telegram: Any, secret: bytes
+) -> None:
+    chat = make_tg_chat()
+    update = telegram.message_update(chat.chat_id, chat.user_id, "/ping")
+    assert _post(webhook_bot, update, secret=secret) == 403
+    assert "Traceback" not in webhook_bot.logs() and "Error handling request" not in webhook_bot.logs()
+    chat.assert_no_reply(within=0.2)
 
 
 @pytest.mark.parametrize(

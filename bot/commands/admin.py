@@ -35,11 +35,19 @@ class AdminContext:
     request: Request
     queue: TaskQueue
 
-    def user(self, raw: str) -> str:
+    def is_user(self, raw: str) -> bool:
+        """Whether `raw` names a user (see `user`)."""
+        try:
+            self.user(raw, replied=False)
+        except UsageError:
+            return False
+        return True
+
+    def user(self, raw: str, replied: bool = True) -> str:
         """USER as a user key: `platform:id`, a bare id on the admin's platform, a Discord
         mention, or — when empty — the author of the message the admin replied to."""
         raw = raw.strip()
-        if not raw and self.request.meta.get("reply_to_user"):
+        if not raw and replied and self.request.meta.get("reply_to_user"):
             raw = str(self.request.meta["reply_to_user"])
         if not raw:
             raise UsageError("Name a user: their id, or reply to one of their messages.")
@@ -49,7 +57,9 @@ class AdminContext:
         if not sep:
             platform, ident = self.request.platform, raw
         if platform in ("telegram", "discord"):
-            if not ident.isdigit() or len(ident) > 25:
+            # Telegram: a negative id is a chat that speaks as itself (a channel, anonymous admins).
+            digits = ident.removeprefix("-") if platform == "telegram" else ident
+            if not digits.isdigit() or len(digits) > 25:
                 raise UsageError(f"{raw[:40]!r} is not a {platform} user id (digits).")
         elif platform == "console":
             if not _CONSOLE_USER.match(ident):
@@ -106,7 +116,7 @@ async def stats(ctx: AdminContext, params: Params) -> str:
         ratio = f"{hits / (hits + misses):.0%}" if hits + misses else "n/a"
         lines.append(
             f"{label}: {messages} messages, hit ratio {ratio} ({hits} hits, {misses} misses), "
-            f"{total.get('limited', 0)} rate-limited, "
+            f"{total.get('limited', 0) + total.get('limited_silent', 0)} rate-limited, "
             f"{total.get('banned', 0) + total.get('banned_silent', 0)} banned"
         )
         for name, counts in sorted(lookups.items()):
@@ -120,12 +130,19 @@ async def stats(ctx: AdminContext, params: Params) -> str:
 
 
 # --- /limit --------------------------------------------------------------------------------
+MAX_RATE_COUNT = 10_000
+MAX_RATE_PERIOD = 86_400  # seconds: gate.lua ignores an interval above a day
+
+
 def _limit_value(ctx: AdminContext, words: list[str]) -> tuple[str, str]:
     """`RATE [burst N]` → stored "interval_ms:burst" and its readable form."""
     try:
         rate = parse_rate(words[0])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    # What the gate can hold: bounded here, so no admin can make every message fail there.
+    if rate.count > MAX_RATE_COUNT or rate.period > MAX_RATE_PERIOD:
+        raise UsageError(f"A rate allows at most {MAX_RATE_COUNT:,} messages, over at most a day.")
     burst = ctx.settings.RATE_LIMIT_BURST
     if len(words) == 3 and words[1] == "burst" and words[2].isdigit() and 1 <= int(words[2]) <= 10_000:
         burst = int(words[2])
@@ -191,9 +208,11 @@ USER = Option("user", "the user (id, or pick one)", "user")
 )
 async def ban(ctx: AdminContext, params: Params) -> str:
     words: list[str] = params["words"]
-    first = words[0] if words and not ctx.request.meta.get("reply_to_user") else ""
-    user = ctx.user(first)
-    reason = " ".join(words[1:] if first else words)[:200] or "banned by an admin"
+    # An explicit USER always wins; replying to a message names its author only when the
+    # first word is not a user (then every word is the reason).
+    explicit = bool(words) and (ctx.is_user(words[0]) or not ctx.request.meta.get("reply_to_user"))
+    user = ctx.user(words[0] if explicit else "")
+    reason = " ".join(words[1:] if explicit else words)[:200] or "banned by an admin"
     if user in ctx.settings.admins:
         return f"{user} is an admin; bans do not apply to admins."
     pipe = ctx.redis.pipeline(transaction=True)

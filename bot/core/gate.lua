@@ -15,6 +15,9 @@
 -- KEYS[6]  in-flight marker of this lookup (coalescing: one upstream call per lookup)
 -- KEYS[7]  requests waiting for the in-flight lookup (a list of request JSON)
 -- KEYS[8]  the upstream's circuit breaker hash (open_until in ms)
+-- KEYS[9]  set while a limited user has been told when to retry (expires when they may)
+-- KEYS[10…] the platform's outbound buckets for this chat (per bot, chat, group): a reply
+--          the bot process sends itself is charged here like a worker's (all or none)
 -- ARGV[1]  user key ("telegram:123")
 -- ARGV[2]  dedupe TTL in seconds
 -- ARGV[3]  default emission interval in ms (period / count)
@@ -24,23 +27,71 @@
 --          "k" to coalesce identical in-flight lookups
 -- ARGV[6]  the request as JSON (kept in the waiters list when the lookup is in flight)
 -- ARGV[7]  in-flight marker TTL in seconds
+-- ARGV[8…] per outbound bucket: its emission interval in ms, then its burst
 -- Cache values are "<fresh_until_ms>:<json>": past fresh_until an entry is stale but may be
 -- served (stale-while-revalidate, stale-if-error) until the key itself expires.
 -- Returns one string "outcome:value": duplicate | banned:reason | banned_silent
---   | maintenance:message | limited:retry_after_ms | hit:json | stale:json (a refresh runs)
+--   | limited:retry_after_ms | limited_silent:retry_after_ms (told already this window)
+--   | maintenance:message | hit:json | stale:json (a refresh runs)
 --   | stale_refresh:json (the caller starts the refresh) | stale_open:json (breaker open)
 --   | open:retry_ms | miss (the caller queues the lookup) | coalesced (queued behind it)
---   | pass
+--   | pass (the caller answers: a local or admin command, a usage error)
+-- An outcome the bot process answers at once is followed by "!" when the outbound budget
+-- has no room for that answer now (the caller hands it to a worker, which waits), and by "?"
+-- when an admin's limit override could not be used (the defaults applied instead).
 
 local user = ARGV[1]
 local flags = ARGV[5]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mark = ''
+local MAX_INTERVAL, MAX_BURST = 86400000, 10000  -- what /limit accepts: a day, 10,000
+local FLOOD_PENALTY_MS = 60000
 
-local function done(outcome, value)
+local function count(outcome)
   -- The first count of an outcome in a minute sets the hash's expiry; later ones need not.
   if redis.call('HINCRBY', KEYS[5], outcome, 1) == 1 then
     redis.call('EXPIRE', KEYS[5], 7200)
   end
-  return outcome .. ':' .. (value or '')
+end
+
+local function done(outcome, value)
+  count(outcome)
+  return outcome .. mark .. ':' .. (value or '')
+end
+
+-- GCRA (generic cell rate algorithm): a key holds the theoretical arrival time; `burst`
+-- events may arrive at once, then one per `interval`. Returns the new TAT and how long
+-- until an event would be allowed (0: now).
+local function gcra(key, interval, burst)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then
+    tat = now
+  end
+  local new_tat = tat + interval
+  return new_tat, math.max(0, new_tat - burst * interval - now)
+end
+
+local function charge(key, new_tat)
+  redis.call('SET', key, string.format('%d', new_tat), 'PX', string.format('%d', new_tat - now))
+end
+
+-- An answer the bot process sends itself: charge the outbound buckets, or mark it "!" (a
+-- worker sends it when there is room).
+local function answer(outcome, value)
+  local tats = {}
+  for i = 10, #KEYS do
+    local new_tat, wait = gcra(KEYS[i], tonumber(ARGV[2 * i - 12]), tonumber(ARGV[2 * i - 11]))
+    if wait > 0 then
+      mark = mark .. '!'
+      return done(outcome, value)
+    end
+    tats[i] = new_tat
+  end
+  for i = 10, #KEYS do
+    charge(KEYS[i], tats[i])
+  end
+  return done(outcome, value)
 end
 
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
@@ -48,43 +99,49 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
 end
 
 local admin = redis.call('HMGET', KEYS[2], 'maintenance', 'ban:' .. user, 'limit:' .. user, 'limit:*')
+local is_admin = string.find(flags, 'a', 1, true)
 
-if not string.find(flags, 'a', 1, true) then
-  if admin[2] then
-    if redis.call('HSETNX', KEYS[2], 'noticed:' .. user, '1') == 1 then
-      return done('banned', admin[2])
-    end
-    return done('banned_silent')
+if not is_admin and admin[2] then
+  if redis.call('HSETNX', KEYS[2], 'noticed:' .. user, '1') == 1 then
+    return answer('banned', admin[2])
   end
-  if admin[1] then
-    return done('maintenance', admin[1])
-  end
+  return done('banned_silent')
 end
 
--- GCRA (generic cell rate algorithm): one key per user holding the theoretical arrival
--- time; `burst` messages may arrive at once, then one per `interval`.
+-- The rate limit comes before the maintenance notice, so a flood is never answered in full.
 local interval = tonumber(ARGV[3])
 local burst = tonumber(ARGV[4])
 local override = admin[3] or admin[4]
 if override then
   local i, b = string.match(override, '^(%d+):(%d+)$')
-  if i then
-    interval = tonumber(i)
-    burst = tonumber(b)
+  i, b = tonumber(i), tonumber(b)
+  if i and b and i >= 1 and i <= MAX_INTERVAL and b >= 1 and b <= MAX_BURST then
+    interval, burst = i, b
+  else
+    mark = '?'  -- an override no admin command writes: ignored (and logged), never fatal
   end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tat = tonumber(redis.call('GET', KEYS[3]) or now)
-if tat < now then
-  tat = now
+local new_tat, wait = gcra(KEYS[3], interval, burst)
+if wait > 0 then
+  -- A message sent while limited still moves the window on, up to FLOOD_PENALTY_MS: whoever
+  -- keeps flooding stays limited (and costs nothing) until they stop, so flooders cannot
+  -- spend the bot's outbound budget that other users need.
+  local penalised = math.min(new_tat, now + FLOOD_PENALTY_MS + burst * interval)
+  if penalised > new_tat - interval then
+    charge(KEYS[3], penalised)
+  end
+  local ms = string.format('%d', wait)
+  -- Told once, until the window frees; every other message of a flood costs no reply.
+  if redis.call('SET', KEYS[9], '1', 'NX', 'PX', ms) then
+    return answer('limited', ms)
+  end
+  return done('limited_silent', ms)
 end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return done('limited', string.format('%d', allow_at - now))
+charge(KEYS[3], new_tat)
+
+if not is_admin and admin[1] then
+  return answer('maintenance', admin[1])
 end
-redis.call('SET', KEYS[3], string.format('%d', new_tat), 'PX', string.format('%d', new_tat - now))
 
 if string.find(flags, 'c', 1, true) then
   local cached = redis.call('GET', KEYS[4])
@@ -94,22 +151,22 @@ if string.find(flags, 'c', 1, true) then
     local fresh_until = tonumber(string.sub(cached, 1, sep - 1)) or 0
     body = string.sub(cached, sep + 1)
     if now < fresh_until then
-      return done('hit', body)  -- fresh: the breaker does not matter (one call fewer)
+      return answer('hit', body)  -- fresh: the breaker does not matter (one call fewer)
     end
   end
   local open_until = tonumber(redis.call('HGET', KEYS[8], 'open_until') or 0)
   local breaker_open = now < open_until
   if cached then
     if breaker_open then
-      return done('stale_open', body)
+      return answer('stale_open', body)
     end
     if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
-      return done('stale_refresh', body)
+      return answer('stale_refresh', body)
     end
-    return done('stale', body)
+    return answer('stale', body)
   end
   if breaker_open then
-    return done('open', string.format('%d', open_until - now))
+    return answer('open', string.format('%d', open_until - now))
   end
   if not string.find(flags, 'k', 1, true) or redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
     return done('miss')
@@ -118,4 +175,4 @@ if string.find(flags, 'c', 1, true) then
   redis.call('EXPIRE', KEYS[7], ARGV[7])
   return done('coalesced')
 end
-return done('pass')
+return answer('pass')

@@ -12,6 +12,7 @@ from typing import Any
 import redis.exceptions
 
 from bot.core import keys
+from bot.core.limits import Bucket
 from bot.core.request import Request
 from config import Settings
 
@@ -21,13 +22,17 @@ SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # see gate.lua: hit, miss, coalesced, stale…, open, limited, banned…, pass
+    outcome: str  # see gate.lua: hit, miss, coalesced, stale…, open, limited…, banned…, pass
     value: str = ""
+    # The outbound budget had no room for an answer now: a worker sends it once there is.
+    deferred: bool = False
+    # An admin's limit override could not be used; the defaults applied.
+    override_ignored: bool = False
 
     @property
     def retry_after(self) -> float:
-        """For `limited` and `open`: seconds until it is worth trying again."""
-        return int(self.value) / 1000 if self.outcome in ("limited", "open") else 0.0
+        """For `limited…` and `open`: seconds until it is worth trying again."""
+        return int(self.value) / 1000 if self.outcome in ("limited", "limited_silent", "open") else 0.0
 
 
 class Gate:
@@ -49,8 +54,14 @@ class Gate:
         self._coalesce = "k" if settings.COALESCE else "-"
 
     async def check(
-        self, request: Request, cache_key: str | None, is_admin: bool = False, breaker: str = ""
+        self,
+        request: Request,
+        cache_key: str | None,
+        is_admin: bool = False,
+        breaker: str = "",
+        outbound: tuple[Bucket, ...] = (),
     ) -> Decision:
+        """`outbound`: the buckets an answer sent now by this process is charged to."""
         user = request.user_key
         seen = keys.seen(request.request_id)
         flags = ("a" if is_admin else "-") + ("c" if cache_key else "-") + self._coalesce
@@ -62,13 +73,15 @@ class Gate:
         else:
             lookup_keys, payload = (seen, seen, seen), ""
         args = (
-            8, seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats, *lookup_keys,
+            9 + len(outbound), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats, *lookup_keys,
+            keys.rate_told(user), *(b.key for b in outbound),
             user, ttl, interval, burst, flags, payload, self._coalesce_ttl,
+            *(n for b in outbound for n in (b.interval_ms, b.burst)),
         )  # fmt: skip
         try:
             answer = await self.redis.evalsha(SHA, *args)
         except redis.exceptions.NoScriptError:
             answer = await self.redis.eval(SCRIPT, *args)  # first use on this server: loads it
         text = answer.decode() if isinstance(answer, bytes) else str(answer)
-        outcome, _, value = text.partition(":")
-        return Decision(outcome, value)
+        head, _, value = text.partition(":")
+        return Decision(head.rstrip("!?"), value, deferred="!" in head, override_ignored="?" in head)

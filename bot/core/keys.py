@@ -38,6 +38,11 @@ def rate(user_key: str) -> str:
     return f"rl:{user_key}"
 
 
+def rate_told(user_key: str) -> str:
+    """Set while a limited user has been told when to retry: until then, silence."""
+    return f"rl:{user_key}:told"
+
+
 CACHE_PREFIX = "cache:"
 
 
@@ -105,9 +110,6 @@ def console_replies(chat: str) -> str:
 
 
 # --- upstreams: breakers and quotas --------------------------------------------------------------
-BREAKER_PATTERN = "breaker:{*}"
-
-
 def breaker(provider: str) -> str:
     """The breaker's state hash (state, open_until); the gate reads it too."""
     return f"breaker:{{{provider}}}"
@@ -116,13 +118,6 @@ def breaker(provider: str) -> str:
 def breaker_fails(provider: str) -> str:
     """The breaker's recent failures (a sorted set of timestamps)."""
     return f"{breaker(provider)}:fails"
-
-
-def breaker_provider(key: str) -> str | None:
-    """The provider of a `breaker` key; None for any other key."""
-    if key.startswith("breaker:{") and key.endswith("}"):
-        return key[len("breaker:{") : -1]
-    return None
 
 
 def quota_rate(provider: str) -> str:

@@ -54,3 +54,6 @@ class Reply:
     kind: str = "answer"
     # A short-lived reply (rate limit notices): platforms that can, show it to the user only.
     ephemeral: bool = False
+    # Others in the chat must not see it (admin answers show other users' data): Discord
+    # answers ephemerally, Telegram in the asker's private chat.
+    private: bool = False

@@ -69,6 +69,10 @@ class TelegramEmulator(Recorder):
         self.chat_types: dict[int, str] = {}
         self.webhook_statuses: list[int] = []
         self._calls_total: dict[str, int] = defaultdict(int)
+        # Telegram's own limits, enforced when a test asks (enforce_limits): per chat GCRA.
+        self.chat_limit: tuple[float, int] | None = None
+        self._chat_tat: dict[int, float] = {}
+        self.too_many = 0  # 429s answered because a limit was exceeded
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
@@ -102,6 +106,9 @@ class TelegramEmulator(Recorder):
             self.sent.clear()
             self.faults.clear()
             self.webhook_statuses.clear()
+            self.chat_limit = None
+            self._chat_tat.clear()
+            self.too_many = 0
 
     def fail(self, method: str, status: int, retry_after: int | None = None, times: int = 1) -> None:
         description = {
@@ -112,6 +119,28 @@ class TelegramEmulator(Recorder):
             self.faults[method].extend(
                 [Fault(status, retry_after, description.get(status, f"Error {status}"))] * times
             )
+
+    def enforce_limits(self, per_chat: tuple[float, int] | None) -> None:
+        """Answer sendMessage with 429 (and retry_after) beyond `per_chat` = (messages per
+        second, burst), as Telegram does; None turns it off."""
+        with self._lock:
+            self.chat_limit = per_chat
+            self._chat_tat.clear()
+            self.too_many = 0
+
+    def _over_limit(self, chat_id: int) -> int:
+        """0 when a message to the chat may go now (and it is counted), else seconds to wait."""
+        with self._lock:
+            if self.chat_limit is None:
+                return 0
+            rate, burst = self.chat_limit
+            interval, now = 1 / rate, time.monotonic()
+            tat = max(self._chat_tat.get(chat_id, now), now)
+            if tat + interval - burst * interval > now:
+                self.too_many += 1
+                return max(1, int(tat + interval - burst * interval - now + 0.999))
+            self._chat_tat[chat_id] = tat + interval
+            return 0
 
     def calls_total(self, method: str) -> int:
         """Calls of `method` since the emulator started (reset() does not clear these)."""
@@ -135,8 +164,12 @@ class TelegramEmulator(Recorder):
         reply_to_bot: bool = False,
         reply_to_user: int | None = None,
         update_id: int | None = None,
+        sender_chat: dict[str, Any] | None = None,
+        automatic_forward: bool = False,
     ) -> dict[str, Any]:
-        """A real-shaped update; commands carry the bot_command entity PTB looks for."""
+        """A real-shaped update; commands carry the bot_command entity PTB looks for.
+        `sender_chat`: sent on behalf of a chat (a channel, a group's anonymous admins);
+        `user_id` is then Telegram's shared service account, as on the real API."""
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
@@ -145,6 +178,10 @@ class TelegramEmulator(Recorder):
             "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "language_code": "en"},
             "text": text,
         }
+        if sender_chat is not None:
+            message["sender_chat"] = sender_chat
+        if automatic_forward:
+            message["is_automatic_forward"] = True
         if text.startswith("/"):
             length = len(text.split()[0]) if text.split() else 1
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
@@ -337,6 +374,8 @@ class TelegramEmulator(Recorder):
             visible = html_lib.unescape(re.sub(r"<[^>]+>", "", text))
         if len(visible) > 4096:
             return self._error(400, "Bad Request: message is too long")
+        if wait := self._over_limit(chat_id):
+            return self._error(429, f"Too Many Requests: retry after {wait}", wait)
         message = self._message(chat_id, visible)
         with self._changed:
             self.sent.append(

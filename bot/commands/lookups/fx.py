@@ -9,7 +9,12 @@ from bot.commands.registry import Option, Params, UsageError, lookup
 from bot.upstream.client import Upstream
 
 _CODE = re.compile(r"^[A-Za-z]{3}$")
+# A plain decimal or scientific notation, bounded before Decimal ever sees it: "1e-999999"
+# would otherwise become a million-digit amount in the task, the upstream URL and the cache.
+_AMOUNT = re.compile(r"^\d{1,13}(?:[.,]\d{1,12})?(?:[eE][+-]?\d{1,2})?$")
 MAX_AMOUNT = Decimal("1e12")
+MIN_AMOUNT = Decimal("1e-6")  # a millionth: below it no ECB currency has a meaningful amount
+MAX_AMOUNT_DIGITS = 20  # the normalised amount, as sent upstream and kept in the cache key
 
 
 def parse(args: str) -> Params:
@@ -19,19 +24,24 @@ def parse(args: str) -> Params:
     if len(words) != 3:
         raise UsageError("Give an amount and two currency codes.")
     raw_amount, src, dst = words
+    if not _AMOUNT.match(raw_amount):
+        raise UsageError(f"{raw_amount[:20]!r} is not an amount such as 100 or 2.50.")
     try:
         amount = Decimal(raw_amount.replace(",", "."))
     except InvalidOperation:
         raise UsageError(f"{raw_amount[:20]!r} is not a number.") from None
-    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
-        raise UsageError("The amount must be a positive number up to 1,000,000,000,000.")
+    if not amount.is_finite() or amount < MIN_AMOUNT or amount > MAX_AMOUNT:
+        raise UsageError("The amount must be between 0.000001 and 1,000,000,000,000.")
     for code in (src, dst):
         if not _CODE.match(code):
             raise UsageError(f"{code[:20]!r} is not a three-letter currency code such as EUR.")
     if src.upper() == dst.upper():
         raise UsageError("Pick two different currencies.")
-    # normalize() makes "1", "1.0" and "1.00" one cache entry.
-    return {"amount": format(amount.normalize(), "f"), "from": src.upper(), "to": dst.upper()}
+    # normalize() makes "1", "1.0" and "1.00" one cache entry; checked again once normalised.
+    normal = format(amount.normalize(), "f")
+    if len(normal) > MAX_AMOUNT_DIGITS:
+        raise UsageError("That amount has too many digits; round it a little.")
+    return {"amount": normal, "from": src.upper(), "to": dst.upper()}
 
 
 def _format_amount(value: Decimal) -> str:

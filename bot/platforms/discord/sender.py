@@ -16,8 +16,9 @@ from bot.core.delivery import RetryLater, Undeliverable
 from bot.core.request import Reply, Request
 from bot.ops import metrics
 from bot.platforms.base import http_session
+from bot.platforms.discord.budget import global_bucket
 from bot.platforms.discord.render import NO_MENTIONS, PLATFORM, split
-from config import Settings, get_settings, parse_rate
+from config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,11 @@ def _request(
     headers = {"Content-Type": "application/json", "User-Agent": "DiscordBot (chatbot, 0.1)"}
     if auth:  # interaction webhooks carry their token in the URL, no Authorization
         headers["Authorization"] = f"Bot {settings.DISCORD_TOKEN.get_secret_value()}"
-    rate = parse_rate(settings.DISCORD_GLOBAL_RATE)
     route = keys.outbound(PLATFORM, "route", _route_key(url))
     timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
     for _ in range(3):  # short waits inline, longer ones as a task retry
         _wait_for_route(redis_client, route)
-        limits.acquire(redis_client, [limits.Bucket(keys.outbound(PLATFORM, "global"), rate.interval_ms, 5)])
+        limits.acquire(redis_client, [global_bucket(settings)])
         try:
             response = http_session().request(method, url, json=body, headers=headers, timeout=timeout)
         except requests.RequestException as exc:

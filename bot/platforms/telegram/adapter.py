@@ -22,12 +22,14 @@ from bot.commands import registry
 from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
 from bot.pipeline import Pipeline, parse_command
+from bot.platforms.telegram.budget import buckets
 from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render
 from bot.platforms.telegram.transport import AiohttpRequest
 from config import Settings
 
 log = logging.getLogger(__name__)
 
+AUTOMATIC_FORWARDS = 777000  # Telegram's id on posts a linked channel copies into its group
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -112,7 +114,9 @@ class TelegramAdapter:
     async def webhook(self, request: web.Request) -> web.Response:
         """Telegram POSTs one update; anything not carrying our secret is refused unread."""
         secret = self.settings.TELEGRAM_WEBHOOK_SECRET.get_secret_value().encode()
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        # Header bytes that are not UTF-8 arrive as surrogates: compare them as the bytes
+        # they were, so any header but the exact secret is a 403, never an exception.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, secret):
             return web.Response(status=403, text="forbidden")
         try:
@@ -129,6 +133,8 @@ class TelegramAdapter:
         message = update.effective_message
         if message is None or message.text is None or message.from_user is None:
             return
+        if message.is_automatic_forward or message.from_user.id == AUTOMATIC_FORWARDS:
+            return  # a channel's post copied into its discussion group: nobody asked
         chat = message.chat
         parsed = parse_command(message.text)
         if parsed.target and parsed.target.lower() != self.username:
@@ -138,7 +144,7 @@ class TelegramAdapter:
         request = Request(
             platform=PLATFORM,
             chat=str(chat.id),
-            user=str(message.from_user.id),
+            user=_speaker(message),
             request_id=f"{PLATFORM}:{update.update_id}",
             command=parsed.command,
             args=parsed.args,
@@ -146,14 +152,14 @@ class TelegramAdapter:
                 "chat_type": chat.type,
                 "message_id": message.message_id,
                 # An admin may name a user by replying to their message (/ban in a group).
-                "reply_to_user": replied.from_user.id
-                if (replied := message.reply_to_message) and replied.from_user
-                else None,
+                "reply_to_user": _speaker(replied) if (replied := message.reply_to_message) else None,
             },
             received_at=time.time(),
         )
-        outcome = await self.pipeline.handle(request)
-        if outcome.reply is not None:
+        outcome = await self.pipeline.handle(request, outbound=buckets(request, self.settings))
+        if outcome.reply is not None and outcome.reply.private and chat.type != "private":
+            await self._answer_privately(request, outcome.reply)
+        elif outcome.reply is not None:
             await self._answer(request, outcome.reply)
         elif outcome.queued:
             # Immediate feedback while the worker looks it up ("typing…" for up to 5 s). Sent
@@ -168,16 +174,17 @@ class TelegramAdapter:
             replied is not None and replied.from_user is not None and replied.from_user.id == self.app.bot.id
         )
 
-    async def _answer(self, request: Request, reply: Reply) -> None:
-        """Answer from the adapter (hits, usage, limits). If Telegram pushes back, the reply
-        is handed to the deliver task, which waits and retries under the shared limits.
+    async def _answer(self, request: Request, reply: Reply, chat: str = "") -> int:
+        """Answer from the adapter (hits, usage, limits); returns Telegram's status. If Telegram
+        pushes back, the reply is handed to the deliver task, which waits and retries under the
+        shared limits. `chat`: another chat than the request's (an admin's private chat).
 
         This is the hot path of every cache hit, so it POSTs sendMessage itself on the
         transport's session: PTB's `send_message` spends more CPU on building the call and
         parsing the returned Message than the whole rest of the hit (measured with py-spy).
         """
-        params: dict[str, str] = {"chat_id": request.chat, "parse_mode": PARSE_MODE}
-        if request.meta.get("chat_type") in GROUP_TYPES and request.meta.get("message_id"):
+        params: dict[str, str] = {"chat_id": chat or request.chat, "parse_mode": PARSE_MODE}
+        if not chat and request.meta.get("chat_type") in GROUP_TYPES and request.meta.get("message_id"):
             # In a group, show which message this answers; in a private chat it is obvious.
             params["reply_parameters"] = json.dumps(
                 {"message_id": request.meta["message_id"], "allow_sending_without_reply": True}
@@ -187,18 +194,36 @@ class TelegramAdapter:
                 params["text"] = part
                 status = await self.transport.post_form(self._send_url, params)
                 if status == 403:
-                    log.info("%s: user blocked the bot; reply dropped", request.request_id)
-                    return
+                    log.info("%s: the bot may not write to that chat; reply dropped", request.request_id)
+                    return status
                 if status == 429 or status >= 500:
                     if status == 429:
                         metrics.OUTBOUND_429.labels(PLATFORM).inc()
                     raise NetworkError(f"telegram {status}")
                 if status != 200:
                     log.warning("%s: telegram refused the reply (%s)", request.request_id, status)
-                    return
+                    return status
         except (RetryAfter, NetworkError) as exc:
+            if chat:
+                return 503  # a private answer is not worth a worker's retries: say so in the group
             log.warning("%s: reply deferred to a worker: %s", request.request_id, exc)
             await self.pipeline.queue.deliver(request, reply)
+        return 200
+
+    async def _answer_privately(self, request: Request, reply: Reply) -> None:
+        """An answer others in a group must not see goes to the asker's private chat; the
+        group learns only where it went, or how to let the bot write there (a bot may not
+        start a private chat: the user must have pressed Start once)."""
+        status = await self._answer(request, reply, chat=request.user)
+        if status == 200:
+            note = Reply("Sent you the answer in a private message.", "notice")
+        else:
+            note = Reply(
+                f"I cannot write to you privately yet: open a chat with @{self.app.bot.username}, "
+                "press Start, then send the command again.",
+                "notice",
+            )
+        await self._answer(request, note)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -210,3 +235,12 @@ class TelegramAdapter:
         log.error("telegram: error while handling an update: %r", context.error)
         if context.error is not None:
             sentry.capture(context.error, platform=PLATFORM)
+
+
+def _speaker(message: Any) -> str:
+    """Who speaks, for limits, bans and audit: the chat a message was sent on behalf of
+    (a channel, or a group's anonymous admins: `sender_chat`) rather than the service account
+    Telegram shows as its author for all of them (136817688, 1087968824)."""
+    if message.sender_chat is not None:
+        return str(message.sender_chat.id)
+    return str(message.from_user.id) if message.from_user is not None else ""

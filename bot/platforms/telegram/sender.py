@@ -17,29 +17,11 @@ from bot.core.delivery import RetryLater, Undeliverable
 from bot.core.request import Reply, Request
 from bot.ops import metrics
 from bot.platforms.base import http_session
-from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render
-from config import Settings, get_settings, parse_rate
+from bot.platforms.telegram.budget import buckets
+from bot.platforms.telegram.render import PARSE_MODE, PLATFORM, render
+from config import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def _buckets(request: Request, settings: Settings) -> list[limits.Bucket]:
-    """Telegram's limits: ~30 messages/s per bot, ~1/s per chat (short bursts tolerated),
-    20/minute per group. Keys share the {telegram} hash tag (one Redis Cluster slot)."""
-    global_rate = parse_rate(settings.TELEGRAM_GLOBAL_RATE)
-    chat_rate = parse_rate(settings.TELEGRAM_CHAT_RATE)
-    buckets = [
-        limits.Bucket(keys.outbound(PLATFORM), global_rate.interval_ms, 1),
-        limits.Bucket(
-            keys.outbound(PLATFORM, "chat", request.chat), chat_rate.interval_ms, settings.TELEGRAM_CHAT_BURST
-        ),
-    ]
-    if request.meta.get("chat_type") in GROUP_TYPES:
-        group_rate = parse_rate(settings.TELEGRAM_GROUP_RATE)
-        buckets.append(
-            limits.Bucket(keys.outbound(PLATFORM, "group", request.chat), group_rate.interval_ms, 3)
-        )
-    return buckets
 
 
 def send(redis_client: Any, request: Request, reply: Reply) -> None:
@@ -69,7 +51,7 @@ def _send_part(
     timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
     for _ in range(3):  # short 429 waits are served inline, longer ones by a task retry
         # Every attempt takes its slot from the shared limits, a retry after a 429 included.
-        limits.acquire(redis_client, _buckets(request, settings))
+        limits.acquire(redis_client, list(buckets(request, settings, worker=True)))
         try:
             response = http_session().post(url, data=params, timeout=timeout)
         except requests.RequestException as exc:
