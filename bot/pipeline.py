@@ -188,8 +188,22 @@ class Pipeline:
             await self.queue.lookup(request, params)
         except Exception as exc:  # broker down or unreachable: tell the user, never go quiet
             log.error("%s: could not queue the lookup: %r", request.request_id, exc)
+            if outcome == "miss":
+                await self._release(command.cache_key(params))
             return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
         return Outcome(None, queued=True, decision="miss")
+
+    async def _release(self, cache_key: str) -> None:
+        """The lookup this request was to lead will not run: clear its in-flight marker, so the
+        next identical request is looked up at once, and tell everyone who coalesced behind
+        it meanwhile (they are waiting for an answer that will not come)."""
+        try:
+            waiting = await self.gate.release(cache_key)
+        except (redis.exceptions.RedisError, OSError) as exc:  # the marker expires by itself
+            log.warning("could not release an in-flight lookup: %r", exc)
+            return
+        for data in waiting:
+            await self.queue.deliver(Request.from_dict(data), Reply(phrases.UNAVAILABLE, "error"))
 
     async def _refresh(self, request: Request, params: Params) -> None:
         """Stale-while-revalidate: the user has the stale answer; one lookup refreshes it."""

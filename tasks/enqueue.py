@@ -1,14 +1,19 @@
 """The bot process' side of the task queue: `CeleryQueue` implements bot/core/queue.py.
 
 Publishing is blocking kombu I/O: one thread keeps it off the event loop, and one producer
-connection is never shared between threads. Broker queries (/stats, /health, /readyz,
-/metrics) run in threads of their own with timeouts, so a broker outage never stalls a chat.
+connection is never shared between threads. A publish has PUBLISH_TIMEOUT; once one fails,
+the next ones fail at once for BROKER_BACKOFF instead of queueing behind it, so that during a
+broker outage misses are told at once and never hold the adapter's update slots that cache
+hits need. A reply the broker cannot take is sent straight from this process with the
+workers' sender code (plain HTTP, the same shared limits and once-only markers). Broker
+queries (/stats, /health, /readyz, /metrics) run in threads of their own with timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,18 +22,36 @@ from celery import chain
 from bot.core.request import Reply, Request
 from config import Settings
 from tasks.app import app
-from tasks.deliver import deliver
+from tasks.deliver import deliver, send
 from tasks.lookup import lookup
 
 log = logging.getLogger(__name__)
 
 _publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
 BROKER_QUERY_TIMEOUT = 5.0
+PUBLISH_TIMEOUT = 3.0  # above the bot's own publish retry policy (tasks/app.py: ~1 s)
+BROKER_BACKOFF = 2.0  # after a failed publish, fail at once for this long (or until /readyz sees it)
+DIRECT_SEND_TIMEOUT = 15.0
+
+
+class BrokerUnavailable(Exception):
+    pass
 
 
 class CeleryQueue:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._down_until = 0.0
+
+    async def _publish(self, signature: Any) -> None:
+        if time.monotonic() < self._down_until:
+            raise BrokerUnavailable("the last publish failed moments ago")
+        try:
+            future = asyncio.get_running_loop().run_in_executor(_publisher, signature.apply_async)
+            await asyncio.wait_for(future, PUBLISH_TIMEOUT)
+        except Exception:
+            self._down_until = time.monotonic() + BROKER_BACKOFF
+            raise
 
     async def lookup(self, request: Request, params: dict[str, Any], refresh: bool = False) -> None:
         """A miss: lookup then deliver. A refresh: the lookup alone (the user has an answer)."""
@@ -36,16 +59,21 @@ class CeleryQueue:
             signature = lookup.s(request.to_dict(), params, refresh=True)
         else:
             signature = chain(lookup.s(request.to_dict(), params), deliver.s())
-        await asyncio.get_running_loop().run_in_executor(_publisher, signature.apply_async)
+        await self._publish(signature)
 
     async def deliver(self, request: Request, reply: Reply) -> None:
-        signature = deliver.s(
-            {"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}}
-        )
+        landed = {"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}}
         try:
-            await asyncio.get_running_loop().run_in_executor(_publisher, signature.apply_async)
+            await self._publish(deliver.s(landed))
+            return
         except Exception as exc:
-            log.error("%s: reply lost, broker unavailable: %r", request.request_id, exc)
+            log.warning(
+                "%s: broker unavailable for a reply (%r); sending it from here", request.request_id, exc
+            )
+        try:
+            await asyncio.wait_for(asyncio.to_thread(send, request, reply), DIRECT_SEND_TIMEOUT)
+        except Exception as exc:  # the platform refuses or is unreachable too: say so loudly
+            log.error("%s: reply lost, broker and platform unavailable: %r", request.request_id, exc)
 
     def depth_now(self) -> str:
         """Messages waiting in the broker queue (Redis or RabbitMQ), or why it is unknown.
@@ -81,7 +109,9 @@ class CeleryQueue:
                 connection.ensure_connection(max_retries=1, timeout=2)
             return ""
 
-        return await asyncio.to_thread(connect)
+        answer = await asyncio.to_thread(connect)
+        self._down_until = 0.0  # it answers again: publish at once, not after the back-off
+        return answer
 
 
 async def _in_thread(query: Any) -> str:

@@ -15,6 +15,7 @@ task does next, so the lookup and each fan-out source share one ladder:
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -53,6 +54,14 @@ def classify(exc: Exception, provider: str = "") -> Failure:
     if isinstance(exc, PermanentError):
         return Failure("refused", exc, exc.kind)
     return Failure("crash", exc)
+
+
+def within_quota_wait(since: float, after: float | None) -> bool:
+    """Whether a lookup asked at `since` (unix time; 0: unknown) may wait `after` more seconds
+    for an upstream's rate quota: at most QUOTA_WAIT_MAX from the user's message in all."""
+    if not since:
+        return True
+    return time.time() + (after or 0) - since <= get_settings().QUOTA_WAIT_MAX
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:

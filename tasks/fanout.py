@@ -15,7 +15,7 @@ from bot.ops import sentry
 from config import get_settings
 from tasks.app import app
 from tasks.deliver import deliver_now
-from tasks.failures import backoff, classify
+from tasks.failures import backoff, classify, within_quota_wait
 from tasks.landing import finish, finish_failure
 from tasks.records import count
 from tasks.runtime import upstream
@@ -40,14 +40,15 @@ def start(
     if not enabled:
         landed = finish_failure(command, request, params, command.fan_out.none_enabled)
         return None if refresh else landed
-    header = [source_lookup.s(command.name, name, params) for name in enabled]
+    asked = float(request.get("received_at") or 0)
+    header = [source_lookup.s(command.name, name, params, asked=asked) for name in enabled]
     body = merge_sources.s(command.name, request, params, refresh)
     return task.replace(chord(header, body))
 
 
 @app.task(bind=True, name="source_lookup", max_retries=None, ignore_result=False)
 def source_lookup(
-    self: Task, command_name: str, source: str, params: dict[str, Any], failures: int = 0
+    self: Task, command_name: str, source: str, params: dict[str, Any], failures: int = 0, asked: float = 0.0
 ) -> dict[str, Any]:
     """One source. Never fails the chord: after its retries it reports what went wrong."""
     _, spread = _spread(command_name)
@@ -57,14 +58,15 @@ def source_lookup(
         failure = classify(exc, source)
     if failure.kind == "not_found":
         return {"source": source, "places": []}
+    if failure.kind == "wait" and within_quota_wait(asked, failure.after):
+        raise self.retry(countdown=failure.after, kwargs={"failures": failures, "asked": asked}) from None
     if failure.kind == "wait":
-        raise self.retry(countdown=failure.after, kwargs={"failures": failures}) from None
+        return {"source": source, "error": "busy"}
     if failure.kind == "retry":
         failures += 1
         if failures <= get_settings().LOOKUP_MAX_RETRIES:
-            raise self.retry(
-                countdown=backoff(failures - 1, failure.after), kwargs={"failures": failures}
-            ) from None
+            retry = {"failures": failures, "asked": asked}
+            raise self.retry(countdown=backoff(failures - 1, failure.after), kwargs=retry) from None
         return {"source": source, "error": "timed out" if failure.reason == "timeout" else "not answering"}
     if failure.kind == "refused":
         return {"source": source, "error": f"refused ({failure.reason.replace('_', ' ')})"}

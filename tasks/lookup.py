@@ -25,7 +25,7 @@ from config import get_settings
 from tasks import fanout
 from tasks.app import app
 from tasks.deliver import deliver_now
-from tasks.failures import backoff, classify
+from tasks.failures import backoff, classify, within_quota_wait
 from tasks.landing import finish, finish_failure
 from tasks.records import count, dead_letter, result
 from tasks.runtime import upstream, worker_redis
@@ -88,10 +88,12 @@ def _lookup(
     if failure.kind == "not_found":
         reply = Reply(str(failure.error), "not_found")
         return finish(command, request, params, reply, settings.NEGATIVE_CACHE_TTL, 0), "not_found"
-    if failure.kind == "wait":
+    if failure.kind == "wait" and within_quota_wait(req.received_at, failure.after):
         # Over the upstream's rate: wait in the queue, keeping the failure count as it was.
         raise self.retry(countdown=failure.after, kwargs=retry_kwargs) from None
-    if failure.kind == "exhausted":
+    if failure.kind == "wait":  # waited QUOTA_WAIT_MAX already: say so rather than wait on
+        text = phrases.busy(name, failure.after or 1)
+    elif failure.kind == "exhausted":
         text = f"{name}'s daily quota is used up. Please try again tomorrow."
     elif failure.kind == "open":
         text = phrases.unavailable_for(name, failure.after or 1)

@@ -85,3 +85,12 @@ class Gate:
         text = answer.decode() if isinstance(answer, bytes) else str(answer)
         head, _, value = text.partition(":")
         return Decision(head.rstrip("!?"), value, deferred="!" in head, override_ignored="?" in head)
+
+    async def release(self, cache_key: str) -> list[dict[str, Any]]:
+        """End an in-flight lookup that will not run (its publish failed): the marker goes, and
+        the requests coalesced behind it are returned to be told, in one transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lrange(keys.waiters(cache_key), 0, -1)
+        pipe.delete(keys.waiters(cache_key), keys.inflight(cache_key))
+        waiting, _ = await pipe.execute()
+        return [json.loads(item) for item in waiting]

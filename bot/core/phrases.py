@@ -32,6 +32,10 @@ def unavailable_for(provider_name: str, seconds: float) -> str:
     return f"{provider_name} is unavailable right now, try again in {max(1, math.ceil(seconds))} s."
 
 
+def busy(provider_name: str, seconds: float) -> str:
+    return f"{provider_name} is busy right now. Please try again in {max(1, math.ceil(seconds))} s."
+
+
 def stale_note(at: float, why: str) -> str:
     return f"(as of {age_text(at)}; {why})"
 

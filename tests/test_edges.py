@@ -1,0 +1,87 @@
+"""No request lost at the edges: a broker that is away when a lookup is published, quotas that
+would make a lookup wait without end."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import requests
+
+from dev.redis_server import RedisServer, free_port
+from tests.chat_telegram import TOKEN, telegram_bot
+from tests.conftest import Worker, wait_until
+
+UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
+
+
+def _env(redis_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": broker_url,
+        "TELEGRAM_TOKEN": TOKEN,
+        "WORKER_METRICS_PORT": "0",
+        "REDIS_TIMEOUT": "1",
+        "CELERY_QUEUE": f"edges-{time.time_ns()}",
+        **extra,
+    }
+
+
+SHARED = ("REDIS_URL", "CELERY_BROKER_URL", "REDIS_TIMEOUT", "CELERY_QUEUE")
+
+
+def test_a_failed_publish_tells_everyone_coalesced_and_frees_the_lookup(
+    telegram: Any, make_tg_chat: Any, redis_server: Any, upstreams: Any
+) -> None:
+    """The broker is away when a miss is published: the asker and everyone who coalesced
+    behind the lookup meanwhile are told, and once the broker is back the same lookup is
+    asked again at once (it used to stay "in flight" for COALESCE_TTL, 5 minutes)."""
+    broker = RedisServer(port=free_port())  # not started yet: the broker is away
+    env = _env(f"{redis_server.url}/10", f"{broker.url}/0")
+    bot = telegram_bot(telegram, mode="webhook", extra_env={k: env[k] for k in SHARED}).start()
+    worker = Worker(env, name="edges")
+    try:
+        first, second = make_tg_chat(), make_tg_chat()
+        first.send("/fx 610 EUR USD")
+        second.send("/fx 610 eur usd")  # the same lookup: it waits behind the first
+        assert first.reply() == UNAVAILABLE
+        assert second.reply() == UNAVAILABLE
+        assert upstreams.count("fx") == 0
+        broker.start()
+        worker.start()
+        assert wait_until(lambda: requests.get(f"{bot.url}/readyz", timeout=5).status_code == 200, timeout=30)
+        third = make_tg_chat()
+        third.send("/fx 610 EUR USD")
+        assert third.reply(timeout=30).startswith("610.00 EUR = ")
+        for chat in (first, second, third):
+            chat.assert_no_reply(within=0.2)
+    finally:
+        bot.stop()
+        worker.stop()
+        broker.stop()
+        telegram.state.webhook_url = ""
+
+
+def test_a_quota_wait_has_a_deadline_then_the_user_is_told(
+    telegram: Any, make_tg_chat: Any, redis_server: Any, upstreams: Any
+) -> None:
+    """One geocoding call a minute: the second of two distinct /weather lookups would wait a
+    minute in the queue; past QUOTA_WAIT_MAX it is answered "busy, try again in N s"."""
+    quota = {"UPSTREAM_RATE_LIMITS": "open-meteo-geocoding=1/minute", "QUOTA_WAIT_MAX": "2"}
+    env = _env(f"{redis_server.url}/11", f"{redis_server.url}/12", **quota)
+    worker = Worker(env, name="quota").start()
+    bot = telegram_bot(telegram, mode="webhook", extra_env={k: env[k] for k in (*SHARED, *quota)}).start()
+    try:
+        first, second = make_tg_chat(), make_tg_chat()
+        first.send("/weather Paris")
+        assert first.reply(timeout=20).startswith("Paris")
+        second.send("/weather Berlin")
+        answer = second.reply(timeout=20)
+        assert answer.startswith("Open-Meteo is busy right now. Please try again in "), answer
+        second.assert_no_reply(within=0.5)
+    finally:
+        bot.stop()
+        worker.stop()
+        telegram.state.webhook_url = ""
