@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     LOOKUP_RETRY_BACKOFF_MAX: float = Field(60.0, gt=0, description="cap on one backoff")
     DELIVER_MAX_RETRIES: int = Field(8, ge=0, le=50, description="retries of sending a reply")
     DELIVER_INLINE: bool = Field(True, description="the lookup task sends the reply itself when it can")
+    LOOKUP_LEASE: float = Field(10.0, ge=2, le=60, description="seconds a lost worker's lookup waits")
     QUOTA_WAIT_MAX: float = Field(60.0, gt=0, description="longest a lookup waits for an upstream quota")
     UPSTREAM_CONNECT_TIMEOUT: float = Field(3.05, gt=0, description="seconds to connect upstream")
     UPSTREAM_READ_TIMEOUT: float = Field(10.0, gt=0, description="seconds to wait for a response")

@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, chord
+from celery.exceptions import Retry
 
 from bot.commands import registry
 from bot.commands.registry import Command, FanOut
 from bot.core.request import Reply
 from bot.ops import sentry
 from config import get_settings
+from tasks import leases
 from tasks.app import app
 from tasks.deliver import deliver_now
 from tasks.failures import backoff, classify, within_quota_wait
@@ -41,16 +43,46 @@ def start(
         landed = finish_failure(command, request, params, command.fan_out.none_enabled)
         return None if refresh else landed
     asked = float(request.get("received_at") or 0)
-    header = [source_lookup.s(command.name, name, params, asked=asked) for name in enabled]
+    lease = "" if refresh else str(request["request_id"])
+    header = [source_lookup.s(command.name, name, params, asked=asked, lease=lease) for name in enabled]
     body = merge_sources.s(command.name, request, params, refresh)
     return task.replace(chord(header, body))
 
 
 @app.task(bind=True, name="source_lookup", max_retries=None, ignore_result=False)
 def source_lookup(
-    self: Task, command_name: str, source: str, params: dict[str, Any], failures: int = 0, asked: float = 0.0
+    self: Task,
+    command_name: str,
+    source: str,
+    params: dict[str, Any],
+    failures: int = 0,
+    asked: float = 0.0,
+    lease: str = "",
 ) -> dict[str, Any]:
-    """One source. Never fails the chord: after its retries it reports what went wrong."""
+    """One source. Never fails the chord: after its retries it reports what went wrong.
+    `lease`: the request id whose lease this source keeps alive while it runs."""
+    if lease:
+        leases.hold(lease)
+    try:
+        return _ask_source(self, command_name, source, params, failures, asked, lease)
+    except Retry as retry:
+        if lease:  # nobody runs it until the countdown is over: keep the lease past it
+            leases.wait(lease, retry.when if isinstance(retry.when, int | float) else 0)
+        raise
+    finally:
+        if lease:
+            leases.release(lease)
+
+
+def _ask_source(
+    self: Task,
+    command_name: str,
+    source: str,
+    params: dict[str, Any],
+    failures: int,
+    asked: float,
+    lease: str,
+) -> dict[str, Any]:
     _, spread = _spread(command_name)
     try:
         return {"source": source, "places": spread.fetch(source, params, upstream())}
@@ -59,13 +91,15 @@ def source_lookup(
     if failure.kind == "not_found":
         return {"source": source, "places": []}
     if failure.kind == "wait" and within_quota_wait(asked, failure.after):
-        raise self.retry(countdown=failure.after, kwargs={"failures": failures, "asked": asked}) from None
+        raise self.retry(
+            countdown=failure.after, kwargs={"failures": failures, "asked": asked, "lease": lease}
+        ) from None
     if failure.kind == "wait":
         return {"source": source, "error": "busy"}
     if failure.kind == "retry":
         failures += 1
         if failures <= get_settings().LOOKUP_MAX_RETRIES:
-            retry = {"failures": failures, "asked": asked}
+            retry = {"failures": failures, "asked": asked, "lease": lease}
             raise self.retry(countdown=backoff(failures - 1, failure.after), kwargs=retry) from None
         return {"source": source, "error": "timed out" if failure.reason == "timeout" else "not answering"}
     if failure.kind == "refused":
@@ -85,6 +119,8 @@ def merge_sources(
     refresh: bool = False,
 ) -> dict[str, Any] | None:
     command, spread = _spread(command_name)
+    if not refresh:
+        leases.hold(str(request["request_id"]))
     text, answered = spread.merge(results, params)
     if answered:
         count(command.name, "ok")
@@ -94,4 +130,8 @@ def merge_sources(
     else:
         count(command.name, "error")
         landed = finish_failure(command, request, params, text)
-    return None if refresh else deliver_now(self, landed)
+    if refresh:
+        return None
+    landed = deliver_now(self, landed)
+    leases.give_back(str(request["request_id"]), landed=bool(landed.get("delivered")))
+    return landed

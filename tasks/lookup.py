@@ -10,10 +10,12 @@ source and a merge (tasks/fanout.py).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import redis
-from celery import Task
+from celery import Task, chain, signals
+from celery.exceptions import Retry
 
 from bot.commands import registry
 from bot.commands.registry import Command
@@ -22,9 +24,9 @@ from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
 from bot.upstream.client import RetryableError
 from config import get_settings
-from tasks import fanout
+from tasks import fanout, leases
 from tasks.app import app
-from tasks.deliver import deliver_now
+from tasks.deliver import deliver, deliver_now
 from tasks.failures import backoff, classify, within_quota_wait
 from tasks.landing import finish, finish_failure
 from tasks.records import count, dead_letter, result
@@ -41,7 +43,13 @@ def lookup(
     command = registry.get(req.command)
     if command is None or not command.is_lookup:
         return result(request, Reply(f"Unknown command /{req.command}.", "error"))
+    if not refresh:  # a refresh has nobody waiting: it needs no lease
+        if leases.landed(req.request_id):
+            return None  # answered already: the broker redelivered a message we re-ran
+        leases.take(request, params)
     if command.fan_out is not None:
+        if not refresh:
+            leases.wait(req.request_id, 0)  # its sources and merge hold the lease from here
         return fanout.start(self, command, request, params, refresh)
     try:
         worker_redis().incr(keys.RUNNING)
@@ -52,14 +60,40 @@ def lookup(
             raise
     except redis.RedisError as exc:
         # Redis went away mid-lookup (restart, failover): run it again once it is back
-        # rather than lose the reply; the retry waits in the broker.
+        # rather than lose the reply; the retry waits in the broker (the lease expires).
         log.warning("%s: Redis unavailable in a lookup (%s), retrying", req.request_id, type(exc).__name__)
         raise self.retry(countdown=1, kwargs={"refresh": refresh, "failures": failures}) from None
+    except Retry as retry:
+        if not refresh:
+            leases.wait(req.request_id, retry.when if isinstance(retry.when, int | float) else 0)
+        raise
     if not refresh:
         landed = deliver_now(self, landed)
+        leases.give_back(req.request_id, landed=bool(landed.get("delivered")))
     # Book-keeping after the reply is out, off the user's wait.
     count(command.name, outcome, running=-1)
     return None if refresh else landed
+
+
+def republish(request: dict[str, Any], params: dict[str, Any]) -> None:
+    """A lookup whose worker was lost, again: the same request id, lookup then deliver."""
+    chain(lookup.s(request, params), deliver.s()).apply_async()
+
+
+@signals.worker_ready.connect
+def _start_sweeping(**_: object) -> None:
+    """Every worker's main process sweeps for lookups whose worker was lost."""
+    global _sweeper
+    _sweeper = leases.start_sweeper(republish)
+
+
+@signals.worker_shutdown.connect
+def _stop_sweeping(**_: object) -> None:
+    if _sweeper is not None:
+        _sweeper.set()
+
+
+_sweeper: threading.Event | None = None
 
 
 def _lookup(

@@ -99,6 +99,15 @@ DEAD_LETTERS_MAX = 1000
 DEAD_LETTERS_SEEN = "deadletters:last_seen_count"  # the alert's memory of the last count
 
 
+LEASES = "lookups:leases"  # sorted set: request id -> lease expiry (ms) of a running lookup
+LEASED = "lookups:leased"  # hash: request id -> the lookup's arguments, to re-publish it
+
+
+def landed(request_id: str) -> str:
+    """Set once a lookup's reply is out: a late redelivery of its message does nothing."""
+    return f"landed:{request_id}"
+
+
 def delivered(request_id: str) -> str:
     """Hash of the reply parts already sent for a request (part index -> 1)."""
     return f"delivered:{request_id}"
