@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
-from telegram_hits import wait_healthy  # noqa: E402  (bench/ is the script's own folder)
+from telegram_hits import BotApi, wait_healthy  # noqa: E402  (bench/ is the script's own folder)
 
 from dev.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -43,11 +43,12 @@ PER_BOT = (35.0, 35)  # the emulated API's limits: a little above the bot's own 
 PER_CHAT = (1.0, 5)  # … and ~1/s per chat, short bursts tolerated
 
 
-class LimitedBotApi:
-    """Just enough Bot API, enforcing per-bot and per-chat limits with 429s, recording sends."""
+class LimitedBotApi(BotApi):
+    """The hit bench's Bot API, enforcing per-bot and per-chat limits with 429s and recording
+    every message sent."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.sent: dict[int, list[float]] = defaultdict(list)
         self.too_many = 0
         self._tat: dict[Any, float] = {}
@@ -60,30 +61,19 @@ class LimitedBotApi:
         self._tat[key] = tat + interval
         return True
 
-    async def start(self) -> web.AppRunner:
-        app = web.Application()
-        app.router.add_post("/bot{token}/{method}", self.dispatch)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port, backlog=2048).start()
-        return runner
-
     async def dispatch(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
+        if request.match_info["method"] != "sendMessage":
+            return await super().dispatch(request)
         form = await request.post()
-        result: Any = True
-        if method == "getMe":
-            result = {"id": 1, "is_bot": True, "first_name": "Flood", "username": "FloodBot"}
-        elif method == "sendMessage":
-            chat = int(str(form["chat_id"]))
-            now = time.monotonic()
-            if not (self._allowed("bot", *PER_BOT, now) and self._allowed(chat, *PER_CHAT, now)):
-                self.too_many += 1
-                body = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
-                        "parameters": {"retry_after": 1}}  # fmt: skip
-                return web.json_response(body, status=429)
-            self.sent[chat].append(time.perf_counter())
-            result = {"message_id": 1, "date": int(time.time()), "chat": {"id": chat, "type": "private"}}
+        chat = int(str(form["chat_id"]))
+        now = time.monotonic()
+        if not (self._allowed("bot", *PER_BOT, now) and self._allowed(chat, *PER_CHAT, now)):
+            self.too_many += 1
+            body = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                    "parameters": {"retry_after": 1}}  # fmt: skip
+            return web.json_response(body, status=429)
+        self.sent[chat].append(time.perf_counter())
+        result = {"message_id": 1, "date": int(time.time()), "chat": {"id": chat, "type": "private"}}
         return web.json_response({"ok": True, "result": result})
 
 

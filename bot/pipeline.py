@@ -7,6 +7,7 @@ about any platform's wire format, and nothing here knows Celery: the task queue 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -72,13 +73,26 @@ class Pipeline:
         request: Request,
         before_queue: Callable[[], Awaitable[None]] | None = None,
         outbound: tuple[Bucket, ...] = (),
+        answer: Callable[[Outcome], Awaitable[None]] | None = None,
     ) -> Outcome:
-        """Decide what to do with one message. `before_queue` runs just before a miss is
-        queued (Discord defers the interaction there, so a worker can edit the answer in).
-        `outbound`: the platform's buckets for this chat; an answer that does not fit them now
-        is handed to a worker, which waits for room (the outcome then carries no reply)."""
+        """Decide what to do with one message, and have the adapter `answer` it: only once
+        that is done (or the lookup is queued) is the request id marked done, so a redelivery
+        after a crash in between is handled again rather than dropped. `before_queue` runs
+        just before a miss is queued (Discord defers the interaction there, so a worker can
+        edit the answer in). `outbound`: the platform's buckets for this chat; an answer that
+        does not fit them now is handed to a worker, which waits for room (the outcome then
+        carries no reply)."""
         logs.request_id.set(request.request_id)
         outcome = await self._handle(request, before_queue, outbound)
+        if outcome.decision == "handling":
+            if await self.gate.handled_elsewhere(request.request_id, self.settings.DEDUPE_LEASE):
+                return Outcome(None, decision="duplicate")
+            log.warning("%s: handled anew: the process that had it went away", request.request_id)
+            return await self.handle(request, before_queue, outbound, answer)
+        if answer is not None:
+            await answer(outcome)
+        if outcome.decision not in ("duplicate", "unavailable"):
+            await self._settle(request.request_id)
         # Metric labels and logs name only commands that exist: made-up names would be new
         # Prometheus series without bound, and what users type stays out of logs.
         name = request.command if registry.get(request.command) else "unknown" if request.command else "-"
@@ -89,6 +103,16 @@ class Pipeline:
                 time.time() - request.received_at
             )
         return outcome
+
+    async def _settle(self, request_id: str) -> None:
+        """Mark the request done once it is answered (the user has the reply already; on the
+        same connection as the gate, so a burst opens no extra ones)."""
+        try:
+            # Shielded: a shutdown that cancels the handler must not cut a Redis command in
+            # half (redis-py then hangs closing that connection); the mark is one command.
+            await asyncio.shield(self.gate.done(request_id))
+        except (redis.exceptions.RedisError, OSError) as exc:  # the lease lapses instead
+            log.warning("%s: could not mark the request done: %r", request_id, exc)
 
     async def _handle(
         self,
@@ -145,7 +169,7 @@ class Pipeline:
     ) -> Outcome:
         is_admin = request.user_key in self.admins
         outcome = decision.outcome
-        if outcome in ("duplicate", "banned_silent"):
+        if outcome in ("duplicate", "handling", "banned_silent"):
             return Outcome(None, decision=outcome)
         if outcome == "limited_silent":
             quiet = Reply(phrases.retry_text(decision.retry_after), "limited", ephemeral=True)

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     # --- the gate -------------------------------------------------------------------
     RATE_LIMIT: str = Field("20/minute", description="per-user steady rate")
     RATE_LIMIT_BURST: int = Field(5, ge=1, le=10_000, description="messages a user may send at once")
+    DEDUPE_LEASE: float = Field(30.0, ge=1, le=600, description="seconds a request id is being handled")
     DEDUPE_TTL: int = Field(86_400, ge=60, description="seconds a request id is remembered")
 
     # --- lookups --------------------------------------------------------------------

@@ -146,6 +146,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             server.stop()
 
 
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@localhost:5672//")
+
+
+def amqp_url_or_skip() -> str:
+    """RabbitMQ's URL for tests that run on it too, or a skip with the reason."""
+    import kombu
+
+    try:
+        with kombu.Connection(AMQP_URL, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        pytest.skip(f"RabbitMQ is not reachable at {AMQP_URL} ({type(exc).__name__})")
+    return AMQP_URL
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> RedisServer:
     return _REDIS.get()

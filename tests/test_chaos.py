@@ -24,7 +24,7 @@ from config import get_settings
 from dev.redis_server import RedisServer
 from tasks.enqueue import CeleryQueue
 from tests.botprocess import BotProcess
-from tests.conftest import Chat, LoopThread, Worker, wait_until
+from tests.conftest import Chat, LoopThread, Worker, amqp_url_or_skip, wait_until
 from tests.scale import scale
 
 
@@ -261,20 +261,6 @@ def test_a_broker_outage_tells_users_and_queued_work_completes_after(
         telegram.state.webhook_url = ""
 
 
-AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-
-
-def _amqp_reachable() -> bool:
-    import kombu
-
-    try:
-        with kombu.Connection(AMQP, connect_timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
-        return True
-    except Exception:
-        return False
-
-
 @pytest.mark.parametrize(("broker", "within"), [("redis", 30.0), ("rabbitmq", 10.0)])
 def test_a_worker_lost_whole_mid_lookup_is_answered_within_seconds(
     telegram: Any, make_tg_chat: Any, redis_server: Any, upstreams: Any, broker: str, within: float
@@ -284,9 +270,7 @@ def test_a_worker_lost_whole_mid_lookup_is_answered_within_seconds(
     broker would hand it out again only after BROKER_VISIBILITY_TIMEOUT (300 s, left at its
     default). Another worker answers once, within `within` seconds of the loss: on Redis
     through the lookup's lease running out (LOOKUP_LEASE), on RabbitMQ through its requeue."""
-    if broker == "rabbitmq" and not _amqp_reachable():
-        pytest.skip(f"RabbitMQ is not reachable at {AMQP}")
-    broker_url = f"{redis_server.url}/7" if broker == "redis" else AMQP
+    broker_url = f"{redis_server.url}/7" if broker == "redis" else amqp_url_or_skip()
     app_db = 6 if broker == "redis" else 13
     redis.Redis.from_url(f"{redis_server.url}/{app_db}").flushdb()
     worker, bot = _stack_on(f"{redis_server.url}/{app_db}", broker_url, telegram)
@@ -313,5 +297,34 @@ def test_a_worker_lost_whole_mid_lookup_is_answered_within_seconds(
     finally:
         bot.stop()
         replacement.stop()
+        worker.stop()
+        telegram.state.webhook_url = ""
+
+
+def test_killing_pool_processes_on_rabbitmq_loses_and_duplicates_nothing(
+    telegram: Any, make_tg_chat: Any, redis_server: Any, upstreams: Any
+) -> None:
+    """The pool-kill chaos test on the production broker of choice: a worker's pool
+    processes die mid-lookup; every request is answered once."""
+    amqp = amqp_url_or_skip()
+    redis.Redis.from_url(f"{redis_server.url}/14").flushdb()
+    worker, bot = _stack_on(f"{redis_server.url}/14", amqp, telegram)
+    try:
+        upstreams.latency["fx"] = 0.6  # lookups are in flight when the processes die
+        chats = [make_tg_chat() for _ in range(scale(8, 40))]
+        for n, chat in enumerate(chats):
+            chat.send(f"/fx {700 + n} USD EUR")
+        assert wait_until(lambda: upstreams.count("fx") >= 2, timeout=15)
+        assert worker.process is not None
+        for _ in range(scale(1, 3)):
+            for pid in pool_children(worker.process.pid):
+                os.kill(pid, signal.SIGKILL)
+            assert wait_until(lambda: len(pool_children(worker.process.pid)) >= 2, timeout=15)  # type: ignore[union-attr]
+        for n, chat in enumerate(chats):
+            assert chat.reply(timeout=60).startswith(f"{700 + n}.00 USD = ")
+        for chat in chats:
+            chat.assert_no_reply(within=0.2)
+    finally:
+        bot.stop()
         worker.stop()
         telegram.state.webhook_url = ""

@@ -85,3 +85,29 @@ def test_a_quota_wait_has_a_deadline_then_the_user_is_told(
         bot.stop()
         worker.stop()
         telegram.state.webhook_url = ""
+
+
+def test_a_redelivery_after_a_crash_mid_reply_is_answered_once(
+    telegram: Any, make_tg_chat: Any, redis_server: Any, worker: Any
+) -> None:
+    """The bot passes the gate, then dies while its reply is on the way (the Bot API does not
+    answer before the kill). Telegram redelivers the update to another process: it waits out
+    the first one's lease (DEDUPE_LEASE), then answers — once. Before, the gate had marked the
+    update seen for a day and the redelivery was dropped."""
+    lease = {"DEDUPE_LEASE": "2"}
+    first = telegram_bot(telegram, mode="webhook", extra_env=lease).start()
+    second = telegram_bot(telegram, mode="webhook", extra_env=lease)
+    try:
+        chat = make_tg_chat()
+        telegram.hang("sendMessage", 20)
+        update = chat.send("/ping")
+        assert telegram.wait_for(lambda: telegram.calls("sendMessage") >= 1, 15), "the reply never left"
+        first.kill()
+        second.start()
+        telegram.push(update)  # Telegram's redelivery: the same update id
+        assert chat.reply(timeout=20) == "pong"
+        chat.assert_no_reply(within=1.0)
+    finally:
+        first.stop()
+        second.stop()
+        telegram.state.webhook_url = ""

@@ -46,7 +46,9 @@ class CommandLog:
 
 
 def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> None:
-    """Hits, misses, local answers, usage errors and limited messages: one EVALSHA each."""
+    """Hits, misses, local answers, usage errors and limited messages: one EVALSHA each
+    before the answer, and one SET after it (the request id marked done, off the reply's
+    path: tasks wait on neither), nothing else."""
     server = RedisServer().start()
     try:
         settings = get_settings().model_copy(update={"REDIS_URL": f"{server.url}/0"})
@@ -83,7 +85,7 @@ def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> 
         commands = log.collect_until("end-of-test")
         assert decisions[:5] == ["hit", "local", "usage", "usage", "miss"]
         assert "limited" in decisions
-        assert commands == ["EVALSHA"] * len(decisions), commands
+        assert commands == ["EVALSHA", "SET"] * len(decisions), commands
         seed.close()
     finally:
         server.stop()

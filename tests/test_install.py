@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, amqp_url_or_skip, wait_until
 
 IMAGE_DIRS = ("bot", "tasks", "config")  # what the Dockerfile copies
-AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def _prod_venv() -> Path:
@@ -115,31 +114,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _amqp_reachable() -> bool:
-    import kombu
-
-    try:
-        with kombu.Connection(AMQP, connect_timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
-        return True
-    except Exception:
-        return False
-
-
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_the_production_install_answers_a_lookup_with_worker_and_beat(
     image: tuple[Path, Path], redis_server: Any, upstreams: Any, broker: str, tmp_path: Path
 ) -> None:
     python, app = image
-    if broker == "rabbitmq" and not _amqp_reachable():
-        pytest.skip(f"RabbitMQ is not reachable at {AMQP}")
+    amqp = amqp_url_or_skip() if broker == "rabbitmq" else ""
     queue = f"install-{uuid.uuid4().hex[:8]}"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(app),
         **{k: v for k, v in os.environ.items() if k.endswith("_API_URL") or k.startswith("OPEN_METEO")},
         "REDIS_URL": f"{redis_server.url}/8",
-        "CELERY_BROKER_URL": f"{redis_server.url}/9" if broker == "redis" else AMQP,
+        "CELERY_BROKER_URL": f"{redis_server.url}/9" if broker == "redis" else amqp,
         "CELERY_QUEUE": queue,
         "WORKER_METRICS_PORT": "0",
         "LOG_LEVEL": "INFO",

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from dev.redis_server import free_port
-from tests.conftest import ROOT, Worker
+from tests.conftest import ROOT, Worker, amqp_url_or_skip
 
 
 def _alive(pid: int) -> bool:
@@ -58,12 +58,7 @@ def test_make_run_with_piped_input_answers_and_exits(upstreams) -> None:
 
 @pytest.fixture
 def rabbitmq_url() -> str:
-    url = "amqp://guest:guest@localhost:5672//"
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-    except OSError:
-        pytest.skip("no RabbitMQ reachable at localhost:5672")
-    return url
+    return amqp_url_or_skip()
 
 
 def console_session(lines: str, name: str, **settings: str) -> tuple[subprocess.CompletedProcess[str], str]:

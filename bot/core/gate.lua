@@ -5,7 +5,9 @@
 -- processes; one script is one round trip and atomic. Admin state lives in one hash so a
 -- single HMGET reads all of it.
 --
--- KEYS[1]  seen marker for this request id (SET NX EX: a redelivered update is dropped)
+-- KEYS[1]  this request id's marker: "h" while it is being handled (a lease, PX), "d" once
+--          its reply went out (set by the caller): a redelivered update is dropped when
+--          done, and waits while another process holds the lease
 -- KEYS[2]  admin hash: "maintenance" -> message, "ban:<user>" -> reason,
 --          "noticed:<user>" -> 1 (a banned user is told once, then silence),
 --          "limit:<user>" / "limit:*" -> "interval_ms:burst" (per-user / default override)
@@ -19,7 +21,7 @@
 -- KEYS[10…] the platform's outbound buckets for this chat (per bot, chat, group): a reply
 --          the bot process sends itself is charged here like a worker's (all or none)
 -- ARGV[1]  user key ("telegram:123")
--- ARGV[2]  dedupe TTL in seconds
+-- ARGV[2]  the handling lease in ms
 -- ARGV[3]  default emission interval in ms (period / count)
 -- ARGV[4]  default burst (messages allowed at once)
 -- ARGV[5]  flags: "a" when the user is an admin (not held by maintenance or bans),
@@ -30,7 +32,8 @@
 -- ARGV[8…] per outbound bucket: its emission interval in ms, then its burst
 -- Cache values are "<fresh_until_ms>:<json>": past fresh_until an entry is stale but may be
 -- served (stale-while-revalidate, stale-if-error) until the key itself expires.
--- Returns one string "outcome:value": duplicate | banned:reason | banned_silent
+-- Returns one string "outcome:value": duplicate | handling (another process has the lease)
+--   | banned:reason | banned_silent
 --   | limited:retry_after_ms | limited_silent:retry_after_ms (told already this window)
 --   | maintenance:message | hit:json | stale:json (a refresh runs)
 --   | stale_refresh:json (the caller starts the refresh) | stale_open:json (breaker open)
@@ -94,7 +97,10 @@ local function answer(outcome, value)
   return done(outcome, value)
 end
 
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+if not redis.call('SET', KEYS[1], 'h', 'NX', 'PX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) == 'h' then
+    return done('handling')
+  end
   return done('duplicate')
 end
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -18,6 +19,7 @@ from config import Settings
 
 SCRIPT = (Path(__file__).with_name("gate.lua")).read_text()
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+LEASE_POLL = 0.1
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class Gate:
     def __init__(self, redis_client: Any, settings: Settings):
         self.redis = redis_client
         rate = settings.rate
+        self._dedupe_ttl = settings.DEDUPE_TTL
         self._constants = (
-            str(settings.DEDUPE_TTL).encode(),
+            str(int(settings.DEDUPE_LEASE * 1000)).encode(),
             str(rate.interval_ms).encode(),
             str(settings.RATE_LIMIT_BURST).encode(),
         )
@@ -85,6 +88,23 @@ class Gate:
         text = answer.decode() if isinstance(answer, bytes) else str(answer)
         head, _, value = text.partition(":")
         return Decision(head.rstrip("!?"), value, deferred="!" in head, override_ignored="?" in head)
+
+    async def done(self, request_id: str) -> None:
+        """The request's reply went out (or its lookup was queued): a redelivery is dropped."""
+        await self.redis.set(keys.seen(request_id), "d", ex=self._dedupe_ttl)
+
+    async def handled_elsewhere(self, request_id: str, lease: float) -> bool:
+        """Another process holds this request id's lease: wait until it is done (True), or
+        until the lease lapses because that process died (False: handle it here)."""
+        deadline = time.monotonic() + lease + 1
+        while time.monotonic() < deadline:
+            state = await self.redis.get(keys.seen(request_id))
+            if state is None:
+                return False
+            if state != b"h" and state != "h":
+                return True
+            await asyncio.sleep(LEASE_POLL)  # a redelivery during a crash: rare, and bounded
+        return False
 
     async def release(self, cache_key: str) -> list[dict[str, Any]]:
         """End an in-flight lookup that will not run (its publish failed): the marker goes, and

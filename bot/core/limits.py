@@ -20,14 +20,14 @@ MAX_INLINE_WAIT = 3.0
 @dataclass(frozen=True)
 class Bucket:
     key: str
-    interval_ms: int  # the steady rate: one event per interval
+    interval_ms: float  # the steady rate: one event per interval (exact: 30/s is 33.33 ms)
     burst: int  # events allowed at once
 
 
 def acquire(redis_client: Any, buckets: list[Bucket], deadline: float = MAX_INLINE_WAIT) -> None:
     """Block until every bucket has room (charging them all), or raise RetryLater."""
     script = redis_client.register_script(SCRIPT)
-    args: list[int] = []
+    args: list[float] = []
     for bucket in buckets:
         args += [bucket.interval_ms, bucket.burst]
     waited = 0.0

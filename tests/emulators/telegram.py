@@ -73,6 +73,7 @@ class TelegramEmulator(Recorder):
         self.chat_limit: tuple[float, int] | None = None
         self._chat_tat: dict[int, float] = {}
         self.too_many = 0  # 429s answered because a limit was exceeded
+        self.hangs: dict[str, float] = {}
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
@@ -119,6 +120,12 @@ class TelegramEmulator(Recorder):
             self.faults[method].extend(
                 [Fault(status, retry_after, description.get(status, f"Error {status}"))] * times
             )
+
+    def hang(self, method: str, seconds: float) -> None:
+        """The next call of `method` gets no answer for `seconds`, then a 500 (a bot that
+        dies meanwhile never learns; nothing is recorded as sent)."""
+        with self._lock:
+            self.hangs[method] = seconds
 
     def enforce_limits(self, per_chat: tuple[float, int] | None) -> None:
         """Answer sendMessage with 429 (and retry_after) beyond `per_chat` = (messages per
@@ -273,7 +280,11 @@ class TelegramEmulator(Recorder):
             self.state.calls.append((time.monotonic(), method))
             self._calls_total[method] += 1
             fault = self.faults[method].popleft() if self.faults[method] else None
+            hang = self.hangs.pop(method, 0.0)
             self._changed.notify_all()
+        if hang:
+            await asyncio.sleep(hang)  # an emulated Bot API that does not answer in time
+            return self._error(500, "Internal Server Error")
         if fault is not None:
             return self._error(fault.status, fault.description, fault.retry_after)
         handler = getattr(self, f"_m_{method}", None)

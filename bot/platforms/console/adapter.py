@@ -25,7 +25,7 @@ import redis.exceptions
 from bot.core import keys
 from bot.core.queue import TaskQueue
 from bot.core.request import Request
-from bot.pipeline import Pipeline, parse_command
+from bot.pipeline import Outcome, Pipeline, parse_command
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,15 @@ class ConsoleAdapter:
             args=parsed.args,
             received_at=time.time(),
         )
-        outcome = await self.pipeline.handle(request)
-        if outcome.queued:
-            self.pending.add(request.request_id)
-            self._idle.clear()
-        if outcome.reply is not None:
-            self.write(outcome.reply.text)
+
+        async def answer(outcome: Outcome) -> None:
+            if outcome.queued:
+                self.pending.add(request.request_id)
+                self._idle.clear()
+            if outcome.reply is not None:
+                self.write(outcome.reply.text)
+
+        await self.pipeline.handle(request, answer=answer)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued request has its reply; False if some never came."""

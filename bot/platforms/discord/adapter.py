@@ -20,7 +20,7 @@ from discord.gateway import DiscordWebSocket
 from bot.commands import registry
 from bot.core.request import Request
 from bot.ops import sentry
-from bot.pipeline import Pipeline, parse_command
+from bot.pipeline import Outcome, Pipeline, parse_command
 from bot.platforms.discord.budget import global_bucket
 from bot.platforms.discord.render import PLATFORM, split
 from config import Settings
@@ -170,24 +170,26 @@ class DiscordAdapter:
         async def defer() -> None:
             await interaction.response.defer(thinking=True)
 
-        outcome = await self.pipeline.handle(request, before_queue=defer)
-        # An interaction must be answered (else the user sees "interaction failed"), and its
-        # responses are exempt from the bot's rate limit: a flooder told already gets the
-        # quiet reply, which only they see.
-        reply = outcome.reply or outcome.quiet
-        if reply is None:
-            return
-        parts = split(reply.text)
-        only_them = reply.ephemeral or reply.private  # admin answers: never the whole channel
-        try:
-            if interaction.response.is_done():  # deferred, then the queue was unavailable
-                await interaction.edit_original_response(content=parts[0])
-            else:
-                await interaction.response.send_message(parts[0], ephemeral=only_them)
-            for part in parts[1:]:
-                await interaction.followup.send(part, ephemeral=only_them)
-        except discord.HTTPException as exc:
-            log.warning("%s: could not answer the interaction: %s", request.request_id, exc.status)
+        async def answer(outcome: Outcome) -> None:
+            # An interaction must be answered (else the user sees "interaction failed"), and
+            # its responses are exempt from the bot's rate limit: a flooder told already gets
+            # the quiet reply, which only they see.
+            reply = outcome.reply or outcome.quiet
+            if reply is None:
+                return
+            parts = split(reply.text)
+            only_them = reply.ephemeral or reply.private  # admin answers: never the whole channel
+            try:
+                if interaction.response.is_done():  # deferred, then the queue was unavailable
+                    await interaction.edit_original_response(content=parts[0])
+                else:
+                    await interaction.response.send_message(parts[0], ephemeral=only_them)
+                for part in parts[1:]:
+                    await interaction.followup.send(part, ephemeral=only_them)
+            except discord.HTTPException as exc:
+                log.warning("%s: could not answer the interaction: %s", request.request_id, exc.status)
+
+        await self.pipeline.handle(request, before_queue=defer, answer=answer)
 
     async def on_message(self, message: discord.Message) -> None:
         """Prefix commands (`!fx 1 EUR USD`), when DISCORD_PREFIX is set."""
@@ -207,19 +209,22 @@ class DiscordAdapter:
             meta={"kind": "message", "message_id": str(message.id)},
             received_at=time.time(),
         )
-        outcome = await self.pipeline.handle(request, outbound=(global_bucket(self.settings),))
-        try:
-            if outcome.reply is not None and outcome.reply.private and message.guild is not None:
-                await self._answer_privately(message, outcome.reply.text)
-            elif outcome.reply is not None:
-                first, *rest = split(outcome.reply.text)
-                await message.channel.send(first, reference=message, mention_author=False)
-                for part in rest:
-                    await message.channel.send(part)
-            elif outcome.queued:
-                await message.channel.typing()
-        except discord.HTTPException as exc:
-            log.warning("%s: could not answer the message: %s", request.request_id, exc.status)
+
+        async def answer(outcome: Outcome) -> None:
+            try:
+                if outcome.reply is not None and outcome.reply.private and message.guild is not None:
+                    await self._answer_privately(message, outcome.reply.text)
+                elif outcome.reply is not None:
+                    first, *rest = split(outcome.reply.text)
+                    await message.channel.send(first, reference=message, mention_author=False)
+                    for part in rest:
+                        await message.channel.send(part)
+                elif outcome.queued:
+                    await message.channel.typing()
+            except discord.HTTPException as exc:
+                log.warning("%s: could not answer the message: %s", request.request_id, exc.status)
+
+        await self.pipeline.handle(request, outbound=(global_bucket(self.settings),), answer=answer)
 
     async def _answer_privately(self, message: discord.Message, text: str) -> None:
         """An admin answer typed as a prefix command in a server channel goes by direct

@@ -17,7 +17,8 @@ GLOBAL_BURST = 5
 
 @lru_cache(maxsize=4)
 def _global(rate: str) -> Bucket:
-    return Bucket(keys.outbound(PLATFORM, "global"), parse_rate(rate).interval_ms, GLOBAL_BURST)
+    parsed = parse_rate(rate)
+    return Bucket(keys.outbound(PLATFORM, "global"), parsed.period * 1000 / parsed.count, GLOBAL_BURST)
 
 
 def global_bucket(settings: Settings) -> Bucket:

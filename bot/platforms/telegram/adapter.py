@@ -21,7 +21,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageH
 from bot.commands import registry
 from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
-from bot.pipeline import Pipeline, parse_command
+from bot.pipeline import Outcome, Pipeline, parse_command
 from bot.platforms.telegram.budget import buckets
 from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render
 from bot.platforms.telegram.transport import AiohttpRequest
@@ -156,16 +156,20 @@ class TelegramAdapter:
             },
             received_at=time.time(),
         )
-        outcome = await self.pipeline.handle(request, outbound=buckets(request, self.settings))
-        if outcome.reply is not None and outcome.reply.private and chat.type != "private":
-            await self._answer_privately(request, outcome.reply)
-        elif outcome.reply is not None:
-            await self._answer(request, outcome.reply)
-        elif outcome.queued:
-            # Immediate feedback while the worker looks it up ("typing…" for up to 5 s). Sent
-            # once the lookup is queued, not alongside: overlapping the two cost a miss ~2 ms
-            # (bench/miss.py), and an answer still takes a broker hop and an upstream call.
-            self._spawn(self.app.bot.send_chat_action(chat.id, ChatAction.TYPING))
+
+        async def answer(outcome: Outcome) -> None:
+            if outcome.reply is not None and outcome.reply.private and chat.type != "private":
+                await self._answer_privately(request, outcome.reply)
+            elif outcome.reply is not None:
+                await self._answer(request, outcome.reply)
+            elif outcome.queued:
+                # Immediate feedback while the worker looks it up ("typing…" for up to 5 s).
+                # Sent once the lookup is queued, not alongside: overlapping the two cost a
+                # miss ~2 ms (bench/miss.py), and an answer still takes a broker hop and an
+                # upstream call.
+                self._spawn(self.app.bot.send_chat_action(chat.id, ChatAction.TYPING))
+
+        await self.pipeline.handle(request, outbound=buckets(request, self.settings), answer=answer)
 
     def _addressed(self, message: Any) -> bool:
         mention = f"@{self.username}"
