@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import redis  # noqa: E402
-from telegram_hits import SECRET, TOKEN, BotApi, drive, update, wait_healthy  # noqa: E402
+from telegram_hits import SECRET, BotApi, drive, hits_env, update, wait_healthy  # noqa: E402
 
 from bot.commands import registry  # noqa: E402
 from bot.core import cache  # noqa: E402
@@ -70,25 +70,7 @@ async def run_once(broker_up: bool, args: argparse.Namespace) -> dict[str, float
         cache.encode("1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)", "answer", 86400),
     )
     seed.close()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": broker,
-        "TELEGRAM_TOKEN": TOKEN,
-        "TELEGRAM_API_URL": f"http://127.0.0.1:{api.port}",
-        "TELEGRAM_MODE": "webhook",
-        "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/webhook",
-        "TELEGRAM_WEBHOOK_SECRET": SECRET,
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(port),
-        "RATE_LIMIT": "1000000/second",
-        "RATE_LIMIT_BURST": "10000",
-        # The emulated Bot API has no limits: lift the bot's outbound budget (Telegram's
-        # 30/s) so the bench measures the hit path, not the budget.
-        "TELEGRAM_GLOBAL_RATE": "1000000/second",
-        "TELEGRAM_CHAT_RATE": "1000000/second",
-        "LOG_LEVEL": "ERROR",
-    }
+    env = hits_env(redis_url, broker, f"http://127.0.0.1:{api.port}", port, log_level="ERROR")
     bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -142,6 +142,30 @@ async def drive(api: BotApi, url: str, inflight: int, seconds: float, text: str)
     }
 
 
+def hits_env(redis_url: str, broker_url: str, api_url: str, port: int, log_level: str) -> dict[str, str]:
+    """Our bot in webhook mode on `port`, talking to the emulated Bot API at `api_url`, with
+    limits that never bite: the bench measures the hit path."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": broker_url,
+        "TELEGRAM_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": api_url,
+        "TELEGRAM_MODE": "webhook",
+        "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/webhook",
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "RATE_LIMIT": "1000000/second",
+        "RATE_LIMIT_BURST": "10000",
+        # The emulated Bot API has no limits: lift the bot's outbound budget (Telegram's
+        # 30/s) so the bench measures the hit path, not the budget.
+        "TELEGRAM_GLOBAL_RATE": "1000000/second",
+        "TELEGRAM_CHAT_RATE": "1000000/second",
+        "LOG_LEVEL": log_level,
+    }
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -187,25 +211,7 @@ async def run(seconds: float, inflights: list[int]) -> None:
     results: dict[tuple[str, int], dict[str, float]] = {}
     variants: list[tuple[str, list[str], dict[str, str]]] = []
     port = free_port()
-    ours_env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
-        "TELEGRAM_TOKEN": TOKEN,
-        "TELEGRAM_API_URL": api_url,
-        "TELEGRAM_MODE": "webhook",
-        "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/webhook",
-        "TELEGRAM_WEBHOOK_SECRET": SECRET,
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(port),
-        "RATE_LIMIT": "1000000/second",
-        "RATE_LIMIT_BURST": "10000",
-        # The emulated Bot API has no limits: lift the bot's outbound budget (Telegram's
-        # 30/s) so the bench measures the hit path, not the budget.
-        "TELEGRAM_GLOBAL_RATE": "1000000/second",
-        "TELEGRAM_CHAT_RATE": "1000000/second",
-        "LOG_LEVEL": "WARNING",
-    }
+    ours_env = hits_env(redis_url, redis_url, api_url, port, log_level="WARNING")
     variants.append(("our bot (cache hits)", [sys.executable, "-m", "bot"], ours_env))
     for transport in ("default", "aiohttp"):
         echo_port = free_port()

@@ -23,9 +23,9 @@ from bot.pipeline import Pipeline
 from config import get_settings
 from dev.redis_server import RedisServer
 from tasks.enqueue import CeleryQueue
-from tests.botprocess import BotProcess
 from tests.conftest import Chat, LoopThread, Worker, amqp_url_or_skip, wait_until
 from tests.scale import scale
+from tests.stacks import start_stack
 
 
 def pool_children(pid: int) -> list[int]:
@@ -171,26 +171,6 @@ def test_a_flooding_user_is_limited_while_others_keep_their_latency(
 
 
 # --- Redis and the broker going away -----------------------------------------------------
-def _stack_on(redis_url: str, broker_url: str, telegram: Any, **extra: str) -> tuple[Worker, BotProcess]:
-    """A worker and a webhook bot of their own, on the given Redis and broker (and settings)."""
-    from tests.chat_telegram import TOKEN, telegram_bot
-
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": broker_url,
-        "TELEGRAM_TOKEN": TOKEN,
-        "WORKER_METRICS_PORT": "0",
-        "REDIS_TIMEOUT": "1",
-        "CELERY_QUEUE": f"chaos-{time.time_ns()}",
-        **extra,
-    }
-    worker = Worker(env, name="chaos").start()
-    shared = ("REDIS_URL", "CELERY_BROKER_URL", "REDIS_TIMEOUT", "CELERY_QUEUE", *extra)
-    bot = telegram_bot(telegram, mode="webhook", extra_env={k: env[k] for k in shared})
-    return worker, bot.start()
-
-
 def test_a_redis_restart_is_survived_and_users_are_told_meanwhile(
     telegram: Any, make_tg_chat: Any, upstreams: Any
 ) -> None:
@@ -201,7 +181,7 @@ def test_a_redis_restart_is_survived_and_users_are_told_meanwhile(
     like those of a worker lost whole (the next test).
     """
     server = RedisServer(persistent=True).start()
-    worker, bot = _stack_on(f"{server.url}/0", f"{server.url}/1", telegram)
+    worker, bot = start_stack(f"{server.url}/0", f"{server.url}/1", telegram)
     try:
         before, during, after = (make_tg_chat() for _ in range(3))
         before.send("/ping")
@@ -233,7 +213,7 @@ def test_a_broker_outage_tells_users_and_queued_work_completes_after(
     """The broker (a Redis of its own here) stops while lookups wait in its queue."""
     app_redis = f"{redis_server.url}/5"
     broker = RedisServer(persistent=True).start()
-    worker, bot = _stack_on(app_redis, f"{broker.url}/0", telegram)
+    worker, bot = start_stack(app_redis, f"{broker.url}/0", telegram)
     try:
         worker.stop()  # lookups now wait in the broker's queue
         queued = [make_tg_chat() for _ in range(3)]
@@ -273,7 +253,7 @@ def test_a_worker_lost_whole_mid_lookup_is_answered_within_seconds(
     broker_url = f"{redis_server.url}/7" if broker == "redis" else amqp_url_or_skip()
     app_db = 6 if broker == "redis" else 13
     redis.Redis.from_url(f"{redis_server.url}/{app_db}").flushdb()
-    worker, bot = _stack_on(f"{redis_server.url}/{app_db}", broker_url, telegram)
+    worker, bot = start_stack(f"{redis_server.url}/{app_db}", broker_url, telegram)
     replacement = Worker(worker.env, name="replacement")
     try:
         upstreams.latency["fx"] = 0.8  # the lookups are in flight when the worker dies
@@ -308,7 +288,7 @@ def test_killing_pool_processes_on_rabbitmq_loses_and_duplicates_nothing(
     processes die mid-lookup; every request is answered once."""
     amqp = amqp_url_or_skip()
     redis.Redis.from_url(f"{redis_server.url}/14").flushdb()
-    worker, bot = _stack_on(f"{redis_server.url}/14", amqp, telegram)
+    worker, bot = start_stack(f"{redis_server.url}/14", amqp, telegram)
     try:
         upstreams.latency["fx"] = 0.6  # lookups are in flight when the processes die
         chats = [make_tg_chat() for _ in range(scale(8, 40))]

@@ -3,33 +3,16 @@ would make a lookup wait without end."""
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any
 
 import requests
 
 from dev.redis_server import RedisServer, free_port
-from tests.chat_telegram import TOKEN, telegram_bot
+from tests.chat_telegram import telegram_bot
 from tests.conftest import Worker, wait_until
+from tests.stacks import stack_bot, stack_env, start_stack
 
 UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
-
-
-def _env(redis_url: str, broker_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": broker_url,
-        "TELEGRAM_TOKEN": TOKEN,
-        "WORKER_METRICS_PORT": "0",
-        "REDIS_TIMEOUT": "1",
-        "CELERY_QUEUE": f"edges-{time.time_ns()}",
-        **extra,
-    }
-
-
-SHARED = ("REDIS_URL", "CELERY_BROKER_URL", "REDIS_TIMEOUT", "CELERY_QUEUE")
 
 
 def test_a_failed_publish_tells_everyone_coalesced_and_frees_the_lookup(
@@ -39,8 +22,8 @@ def test_a_failed_publish_tells_everyone_coalesced_and_frees_the_lookup(
     behind the lookup meanwhile are told, and once the broker is back the same lookup is
     asked again at once (it used to stay "in flight" for COALESCE_TTL, 5 minutes)."""
     broker = RedisServer(port=free_port())  # not started yet: the broker is away
-    env = _env(f"{redis_server.url}/10", f"{broker.url}/0")
-    bot = telegram_bot(telegram, mode="webhook", extra_env={k: env[k] for k in SHARED}).start()
+    env = stack_env(f"{redis_server.url}/10", f"{broker.url}/0")
+    bot = stack_bot(telegram, env).start()
     worker = Worker(env, name="edges")
     try:
         first, second = make_tg_chat(), make_tg_chat()
@@ -70,9 +53,7 @@ def test_a_quota_wait_has_a_deadline_then_the_user_is_told(
     """One geocoding call a minute: the second of two distinct /weather lookups would wait a
     minute in the queue; past QUOTA_WAIT_MAX it is answered "busy, try again in N s"."""
     quota = {"UPSTREAM_RATE_LIMITS": "open-meteo-geocoding=1/minute", "QUOTA_WAIT_MAX": "2"}
-    env = _env(f"{redis_server.url}/11", f"{redis_server.url}/12", **quota)
-    worker = Worker(env, name="quota").start()
-    bot = telegram_bot(telegram, mode="webhook", extra_env={k: env[k] for k in (*SHARED, *quota)}).start()
+    worker, bot = start_stack(f"{redis_server.url}/11", f"{redis_server.url}/12", telegram, **quota)
     try:
         first, second = make_tg_chat(), make_tg_chat()
         first.send("/weather Paris")
