@@ -122,8 +122,8 @@ class TelegramEmulator(Recorder):
             )
 
     def hang(self, method: str, seconds: float) -> None:
-        """The next call of `method` gets no answer for `seconds`, then a 500 (a bot that
-        dies meanwhile never learns; nothing is recorded as sent)."""
+        """The next call of `method` gets no answer until its client goes away or `seconds`
+        pass, then a 500: nothing is recorded as sent."""
         with self._lock:
             self.hangs[method] = seconds
 
@@ -271,6 +271,16 @@ class TelegramEmulator(Recorder):
             body["parameters"] = {"retry_after": retry_after}
         return web.json_response(body, status=status)
 
+    @staticmethod
+    async def _until_gone(request: web.Request, timeout: float) -> None:
+        """Answer nothing until the client has gone (its process killed) or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return
+            await asyncio.sleep(0.05)  # the poll interval: aiohttp has no disconnect event
+
     async def _dispatch(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
             return self._error(401, "Unauthorized")
@@ -283,7 +293,7 @@ class TelegramEmulator(Recorder):
             hang = self.hangs.pop(method, 0.0)
             self._changed.notify_all()
         if hang:
-            await asyncio.sleep(hang)  # an emulated Bot API that does not answer in time
+            await self._until_gone(request, hang)
             return self._error(500, "Internal Server Error")
         if fault is not None:
             return self._error(fault.status, fault.description, fault.retry_after)
