@@ -19,6 +19,7 @@ from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
 from bot.platforms import sender_for
 from config import get_settings
+from tasks import leases
 from tasks.app import app
 from tasks.failures import backoff
 from tasks.records import dead_letter, result, unpack
@@ -74,6 +75,14 @@ def deliver_now(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
     if chained and len(chained) == 1 and chained[0].get("task") == deliver.name:
         task.request.chain = None  # Celery reads it after the task returns
     return {**landed, "delivered": True}
+
+
+def answer_and_release(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
+    """The end of every lookup someone waits for: send the reply now if it can go, then give
+    the lookup's lease back (marked landed once the reply is out)."""
+    landed = deliver_now(task, landed)
+    leases.give_back(str(landed["request"]["request_id"]), landed=bool(landed.get("delivered")))
+    return landed
 
 
 @app.task(bind=True, name="deliver", max_retries=None)

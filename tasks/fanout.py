@@ -16,7 +16,7 @@ from bot.ops import sentry
 from config import get_settings
 from tasks import leases
 from tasks.app import app
-from tasks.deliver import deliver_now
+from tasks.deliver import answer_and_release
 from tasks.failures import backoff, classify, within_quota_wait
 from tasks.landing import finish, finish_failure
 from tasks.records import count
@@ -34,14 +34,14 @@ def _spread(command_name: str) -> tuple[Command, FanOut]:
 
 def start(
     task: Task, command: Command, request: dict[str, Any], params: dict[str, Any], refresh: bool
-) -> dict[str, Any] | None:
-    """Replace the lookup with a chord over the configured sources (or answer at once when
-    none is configured). The chain's deliver (if any) follows the merge: replace() carries it."""
+) -> dict[str, Any]:
+    """Replace the lookup with a chord over the configured sources; the chain's deliver (if
+    any) follows the merge: replace() carries it. Returns (the answer landed) only when no
+    source is configured."""
     assert command.fan_out is not None
     enabled = command.fan_out.enabled(get_settings())
     if not enabled:
-        landed = finish_failure(command, request, params, command.fan_out.none_enabled)
-        return None if refresh else landed
+        return finish_failure(command, request, params, command.fan_out.none_enabled)
     asked = float(request.get("received_at") or 0)
     lease = "" if refresh else str(request["request_id"])
     header = [source_lookup.s(command.name, name, params, asked=asked, lease=lease) for name in enabled]
@@ -67,7 +67,7 @@ def source_lookup(
         return _ask_source(self, command_name, source, params, failures, asked, lease)
     except Retry as retry:
         if lease:  # nobody runs it until the countdown is over: keep the lease past it
-            leases.wait(lease, retry.when if isinstance(retry.when, int | float) else 0)
+            leases.wait_for_retry(lease, retry)
         raise
     finally:
         if lease:
@@ -130,8 +130,4 @@ def merge_sources(
     else:
         count(command.name, "error")
         landed = finish_failure(command, request, params, text)
-    if refresh:
-        return None
-    landed = deliver_now(self, landed)
-    leases.give_back(str(request["request_id"]), landed=bool(landed.get("delivered")))
-    return landed
+    return None if refresh else answer_and_release(self, landed)

@@ -59,6 +59,11 @@ def hold(request_id: str) -> None:
     worker_redis().zadd(keys.LEASES, {request_id: _lease_ms()}, xx=True, gt=True)
 
 
+def wait_for_retry(request_id: str, retry: Any) -> None:
+    """A step raised Celery's Retry: keep the lease past its countdown (`retry.when`)."""
+    wait(request_id, retry.when if isinstance(retry.when, int | float) else 0)
+
+
 def release(request_id: str) -> None:
     """The step ends here; the lease stays in Redis for the next step."""
     with _lock:

@@ -26,7 +26,7 @@ from bot.upstream.client import RetryableError
 from config import get_settings
 from tasks import fanout, leases
 from tasks.app import app
-from tasks.deliver import deliver, deliver_now
+from tasks.deliver import answer_and_release, deliver
 from tasks.failures import backoff, classify, within_quota_wait
 from tasks.landing import finish, finish_failure
 from tasks.records import count, dead_letter, result
@@ -50,7 +50,9 @@ def lookup(
     if command.fan_out is not None:
         if not refresh:
             leases.wait(req.request_id, 0)  # its sources and merge hold the lease from here
-        return fanout.start(self, command, request, params, refresh)
+        # Returns only when no source is configured (else the task is replaced by a chord).
+        answered = fanout.start(self, command, request, params, refresh)
+        return None if refresh else answer_and_release(self, answered)
     try:
         worker_redis().incr(keys.RUNNING)
         try:
@@ -65,11 +67,10 @@ def lookup(
         raise self.retry(countdown=1, kwargs={"refresh": refresh, "failures": failures}) from None
     except Retry as retry:
         if not refresh:
-            leases.wait(req.request_id, retry.when if isinstance(retry.when, int | float) else 0)
+            leases.wait_for_retry(req.request_id, retry)
         raise
     if not refresh:
-        landed = deliver_now(self, landed)
-        leases.give_back(req.request_id, landed=bool(landed.get("delivered")))
+        landed = answer_and_release(self, landed)
     # Book-keeping after the reply is out, off the user's wait.
     count(command.name, outcome, running=-1)
     return None if refresh else landed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 import requests
 
 from dev.redis_server import RedisServer, free_port
@@ -91,4 +92,26 @@ def test_a_redelivery_after_a_crash_mid_reply_is_answered_once(
     finally:
         first.stop()
         second.stop()
+        telegram.state.webhook_url = ""
+
+
+def test_a_fan_out_with_no_source_configured_gives_its_lease_back(
+    telegram: Any, make_tg_chat: Any, redis_server: Any
+) -> None:
+    """/reviews with no review API key answers "not set up" at once; its lookup lease goes
+    too (a lease left behind would be re-published by the sweeper again and again)."""
+    no_keys = {"YELP_API_KEY": "", "FOURSQUARE_API_KEY": "", "GOOGLE_PLACES_API_KEY": ""}
+    app = redis.Redis.from_url(f"{redis_server.url}/15")
+    app.flushdb()
+    worker, bot = start_stack(f"{redis_server.url}/15", f"{redis_server.url}/12", telegram, **no_keys)
+    try:
+        chat = make_tg_chat()
+        update = chat.send("/reviews pizza in Naples")
+        assert chat.reply(timeout=20).startswith("Reviews are not set up")
+        request_id = f"telegram:{update['update_id']}"
+        assert wait_until(lambda: app.zscore("lookups:leases", request_id) is None, timeout=10)
+        assert app.exists(f"landed:{request_id}")
+    finally:
+        bot.stop()
+        worker.stop()
         telegram.state.webhook_url = ""
