@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
-from telegram_hits import BotApi, wait_healthy  # noqa: E402  (bench/ is the script's own folder)
+from telegram_hits import BotApi, update, wait_healthy  # noqa: E402  (bench/ is the script's own folder)
 
 from dev.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -77,22 +76,6 @@ class LimitedBotApi(BotApi):
         return web.json_response({"ok": True, "result": result})
 
 
-def update(update_id: int, chat_id: int) -> bytes:
-    return json.dumps(
-        {
-            "update_id": update_id,
-            "message": {
-                "message_id": update_id,
-                "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private", "first_name": "U"},
-                "from": {"id": chat_id, "is_bot": False, "first_name": "U"},
-                "text": "/ping",
-                "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
-            },
-        }
-    ).encode()
-
-
 async def load(api: LimitedBotApi, url: str, args: argparse.Namespace) -> dict[str, float]:
     ids = itertools.count(int(time.time() * 1000) % 10**9 * 100)
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
@@ -106,7 +89,7 @@ async def load(api: LimitedBotApi, url: str, args: argparse.Namespace) -> dict[s
 
     async def post(session: aiohttp.ClientSession, chat: int) -> None:
         try:
-            async with session.post(url, data=update(next(ids), chat), headers=headers) as response:
+            async with session.post(url, data=update(next(ids), chat, "/ping"), headers=headers) as response:
                 await response.read()
         except (aiohttp.ClientError, TimeoutError):
             pass  # a refused update counts as sent: the flood does not wait for the bot

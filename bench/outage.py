@@ -24,11 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-import redis  # noqa: E402
-from telegram_hits import SECRET, BotApi, drive, hits_env, update, wait_healthy  # noqa: E402
+from telegram_hits import SECRET, BotApi, drive, hits_env, seed_hit, update, wait_healthy  # noqa: E402
 
-from bot.commands import registry  # noqa: E402
-from bot.core import cache  # noqa: E402
 from dev.redis_server import RedisServer, free_port  # noqa: E402
 
 
@@ -62,14 +59,7 @@ async def run_once(broker_up: bool, args: argparse.Namespace) -> dict[str, float
     port = free_port()
     broker = f"{server.url}/1" if broker_up else f"redis://127.0.0.1:{free_port()}/0"
     redis_url = f"{server.url}/0"
-    command = registry.get("fx")
-    assert command is not None
-    seed = redis.Redis.from_url(redis_url)
-    seed.set(
-        command.cache_key({"amount": "1", "from": "EUR", "to": "USD"}),
-        cache.encode("1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)", "answer", 86400),
-    )
-    seed.close()
+    seed_hit(redis_url)
     env = hits_env(redis_url, broker, f"http://127.0.0.1:{api.port}", port, log_level="ERROR")
     bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     try:

@@ -78,7 +78,20 @@ class BotApi:
         return web.json_response({"ok": True, "result": result})
 
 
+def seed_hit(redis_url: str) -> None:
+    """Cache the answer to `/fx 1 EUR USD`, the message the hit benches send."""
+    command = registry.get("fx")
+    assert command is not None
+    seed = redis.Redis.from_url(redis_url)
+    seed.set(
+        command.cache_key({"amount": "1", "from": "EUR", "to": "USD"}),
+        cache.encode("1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)", "answer", 86400),
+    )
+    seed.close()
+
+
 def update(update_id: int, chat_id: int, text: str) -> bytes:
+    """A private-chat message update; a command carries the entity PTB looks for."""
     return json.dumps(
         {
             "update_id": update_id,
@@ -88,7 +101,7 @@ def update(update_id: int, chat_id: int, text: str) -> bytes:
                 "chat": {"id": chat_id, "type": "private", "first_name": "U"},
                 "from": {"id": chat_id, "is_bot": False, "first_name": "U"},
                 "text": text,
-                "entities": [{"type": "bot_command", "offset": 0, "length": 3}],
+                "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}],
             },
         }
     ).encode()
@@ -200,14 +213,7 @@ async def run(seconds: float, inflights: list[int]) -> None:
     api_runner = await api.start()
     api_url = f"http://127.0.0.1:{api.port}"
     redis_url = f"{server.url}/0"
-    command = registry.get("fx")
-    assert command is not None
-    seed = redis.Redis.from_url(redis_url)
-    seed.set(
-        command.cache_key({"amount": "1", "from": "EUR", "to": "USD"}),
-        cache.encode("1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)", "answer", 86400),
-    )
-    seed.close()
+    seed_hit(redis_url)
     results: dict[tuple[str, int], dict[str, float]] = {}
     variants: list[tuple[str, list[str], dict[str, str]]] = []
     port = free_port()

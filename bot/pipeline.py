@@ -44,6 +44,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """A message checked against the registry, before the gate."""
+
+    command: registry.Command | None
+    params: Params
+    problem: Reply | None  # a usage error to show instead of an answer
+    cache_key: str | None  # for a well-formed lookup
+
+
+@dataclass(frozen=True)
 class ParsedCommand:
     command: str  # lower case, without "/" and "@target"; "" for text that is not a command
     args: str
@@ -121,20 +131,18 @@ class Pipeline:
         outbound: tuple[Bucket, ...],
     ) -> Outcome:
         try:
-            decision = await self._decide(request, outbound)
+            parsed, decision = await self._decide(request, outbound)
         except (redis.exceptions.RedisError, OSError) as exc:
             log.error("%s: gate unavailable: %r", request.request_id, exc)
             return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
-        outcome = await self._answer(request, *decision, before_queue)
-        if decision[0].deferred and outcome.reply is not None:
+        outcome = await self._answer(request, parsed, decision, before_queue)
+        if decision.deferred and outcome.reply is not None:
             # Over the outbound budget: a worker sends it once there is room, never a 429.
             await self.queue.deliver(request, outcome.reply)
             return Outcome(None, decision=outcome.decision)
         return outcome
 
-    async def _decide(
-        self, request: Request, outbound: tuple[Bucket, ...]
-    ) -> tuple[Decision, registry.Command | None, Params, Reply | None]:
+    async def _decide(self, request: Request, outbound: tuple[Bucket, ...]) -> tuple[Parsed, Decision]:
         """Parse the command, then one gate round trip (even a bad command passes the gate: a
         flood of garbage is limited like any other)."""
         is_admin = request.user_key in self.admins
@@ -156,32 +164,30 @@ class Pipeline:
         decision = await self.gate.check(request, cache_key, is_admin, breaker, outbound)
         if decision.override_ignored:
             log.warning("%s: an unusable limit override in Redis was ignored", request.request_id)
-        return decision, command, params, problem
+        return Parsed(command, params, problem, cache_key), decision
 
     async def _answer(
         self,
         request: Request,
+        parsed: Parsed,
         decision: Decision,
-        command: registry.Command | None,
-        params: Params,
-        problem: Reply | None,
         before_queue: Callable[[], Awaitable[None]] | None,
     ) -> Outcome:
         is_admin = request.user_key in self.admins
+        command, params, problem = parsed.command, parsed.params, parsed.problem
         outcome = decision.outcome
+        if outcome in ("limited", "limited_silent"):
+            # Told once per window; a Discord interaction is shown the quiet copy every time.
+            notice = Reply(phrases.retry_text(decision.retry_after), "limited", ephemeral=True)
+            if outcome == "limited":
+                return Outcome(notice, decision=outcome)
+            return Outcome(None, decision=outcome, quiet=notice)
         if outcome in ("duplicate", "handling", "banned_silent"):
             return Outcome(None, decision=outcome)
-        if outcome == "limited_silent":
-            quiet = Reply(phrases.retry_text(decision.retry_after), "limited", ephemeral=True)
-            return Outcome(None, decision=outcome, quiet=quiet)
         if outcome == "banned":
             return Outcome(Reply(phrases.BLOCKED, "notice"), decision=outcome)
         if outcome == "maintenance":
             return Outcome(Reply(decision.value, "notice"), decision=outcome)
-        if outcome == "limited":
-            return Outcome(
-                Reply(phrases.retry_text(decision.retry_after), "limited", ephemeral=True), decision=outcome
-            )
         if command is not None and command.admin is not None:
             return Outcome(await self._admin(command, request, params, problem, is_admin), decision="admin")
         if problem is not None or command is None:
@@ -212,8 +218,8 @@ class Pipeline:
             await self.queue.lookup(request, params)
         except Exception as exc:  # broker down or unreachable: tell the user, never go quiet
             log.error("%s: could not queue the lookup: %r", request.request_id, exc)
-            if outcome == "miss":
-                await self._release(command.cache_key(params))
+            if outcome == "miss" and parsed.cache_key:
+                await self._release(parsed.cache_key)
             return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
         return Outcome(None, queued=True, decision="miss")
 

@@ -68,7 +68,7 @@ class Gate:
         user = request.user_key
         seen = keys.seen(request.request_id)
         flags = ("a" if is_admin else "-") + ("c" if cache_key else "-") + self._coalesce
-        ttl, interval, burst = self._constants
+        lease, interval, burst = self._constants
         stats = keys.stats(int(time.time() // 60))
         if cache_key:
             lookup_keys = (keys.inflight(cache_key), keys.waiters(cache_key), keys.breaker(breaker or "none"))
@@ -78,7 +78,7 @@ class Gate:
         args = (
             9 + len(outbound), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats, *lookup_keys,
             keys.rate_told(user), *(b.key for b in outbound),
-            user, ttl, interval, burst, flags, payload, self._coalesce_ttl,
+            user, lease, interval, burst, flags, payload, self._coalesce_ttl,
             *(n for b in outbound for n in (b.interval_ms, b.burst)),
         )  # fmt: skip
         try:

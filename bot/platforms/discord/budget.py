@@ -17,8 +17,7 @@ GLOBAL_BURST = 5
 
 @lru_cache(maxsize=4)
 def _global(rate: str) -> Bucket:
-    parsed = parse_rate(rate)
-    return Bucket(keys.outbound(PLATFORM, "global"), parsed.period * 1000 / parsed.count, GLOBAL_BURST)
+    return Bucket(keys.outbound(PLATFORM, "global"), parse_rate(rate).exact_interval_ms, GLOBAL_BURST)
 
 
 def global_bucket(settings: Settings) -> Bucket:

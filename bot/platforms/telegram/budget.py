@@ -23,11 +23,6 @@ WORKER_RESERVE = 5
 _rate = lru_cache(maxsize=16)(parse_rate)  # on every hit: parse each setting once
 
 
-def _ms(rate: Rate) -> float:
-    """The exact emission interval: Telegram's 30/s is 33.33 ms (rounding would allow 30.3/s)."""
-    return rate.period * 1000 / rate.count
-
-
 def buckets(request: Request, settings: Settings, worker: bool = False) -> tuple[Bucket, ...]:
     """The buckets a reply to `request` is charged to; `worker`: sent by a worker, which
     leaves WORKER_RESERVE of the per-bot burst to the bot process (same GCRA state, a smaller
@@ -35,10 +30,20 @@ def buckets(request: Request, settings: Settings, worker: bool = False) -> tuple
     per_bot: Rate = _rate(settings.TELEGRAM_GLOBAL_RATE)
     per_chat: Rate = _rate(settings.TELEGRAM_CHAT_RATE)
     chosen: tuple[Bucket, ...] = (
-        Bucket(keys.outbound(PLATFORM), _ms(per_bot), BOT_BURST - WORKER_RESERVE if worker else BOT_BURST),
-        Bucket(keys.outbound(PLATFORM, "chat", request.chat), _ms(per_chat), settings.TELEGRAM_CHAT_BURST),
+        Bucket(
+            keys.outbound(PLATFORM),
+            per_bot.exact_interval_ms,
+            BOT_BURST - WORKER_RESERVE if worker else BOT_BURST,
+        ),
+        Bucket(
+            keys.outbound(PLATFORM, "chat", request.chat),
+            per_chat.exact_interval_ms,
+            settings.TELEGRAM_CHAT_BURST,
+        ),
     )
     if request.meta.get("chat_type") in GROUP_TYPES:
         per_group: Rate = _rate(settings.TELEGRAM_GROUP_RATE)
-        chosen += (Bucket(keys.outbound(PLATFORM, "group", request.chat), _ms(per_group), GROUP_BURST),)
+        chosen += (
+            Bucket(keys.outbound(PLATFORM, "group", request.chat), per_group.exact_interval_ms, GROUP_BURST),
+        )
     return chosen
