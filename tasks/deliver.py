@@ -77,11 +77,12 @@ def deliver_now(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
     return {**landed, "delivered": True}
 
 
-def answer_and_release(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
+def answer_and_release(task: Task, landed: dict[str, Any], pipe: Any = None) -> dict[str, Any]:
     """The end of every lookup someone waits for: send the reply now if it can go, then give
-    the lookup's lease back (marked landed once the reply is out)."""
+    the lookup's lease back (marked landed once the reply is out); with `pipe`, on the
+    caller's pipeline (see leases.give_back)."""
     landed = deliver_now(task, landed)
-    leases.give_back(str(landed["request"]["request_id"]), landed=bool(landed.get("delivered")))
+    leases.give_back(str(landed["request"]["request_id"]), landed=bool(landed.get("delivered")), pipe=pipe)
     return landed
 
 

@@ -77,18 +77,21 @@ def wait(request_id: str, countdown: float) -> None:
     worker_redis().zadd(keys.LEASES, {request_id: _lease_ms(countdown)}, xx=True, gt=True)
 
 
-def give_back(request_id: str, landed: bool) -> None:
+def give_back(request_id: str, landed: bool, pipe: Any = None) -> None:
     """The lookup is over: its lease goes; `landed` (its reply is out) makes a late
-    redelivery of the same message a no-op."""
+    redelivery of the same message a no-op. With `pipe`, the commands join that pipeline
+    (the caller's book-keeping, one round trip) and the caller executes it."""
     with _lock:
         _held.discard(request_id)
-    pipe = worker_redis().pipeline(transaction=False)
-    pipe.zrem(keys.LEASES, request_id)
-    pipe.hdel(keys.LEASED, request_id)
+    batch = pipe if pipe is not None else worker_redis().pipeline(transaction=False)
+    batch.zrem(keys.LEASES, request_id)
+    batch.hdel(keys.LEASED, request_id)
     if landed:
-        pipe.set(keys.landed(request_id), 1, ex=get_settings().DEDUPE_TTL)
+        batch.set(keys.landed(request_id), 1, ex=get_settings().DEDUPE_TTL)
+    if pipe is not None:
+        return
     try:
-        pipe.execute()
+        batch.execute()
     except redis.RedisError as exc:  # the lease expires; a re-run sends nothing twice
         log.warning("%s: could not give a lease back: %s", request_id, type(exc).__name__)
 

@@ -69,10 +69,12 @@ def lookup(
         if not refresh:
             leases.wait_for_retry(req.request_id, retry)
         raise
+    # Book-keeping after the reply is out, off the user's wait: the lease and the /stats
+    # counts in one round trip.
+    bookkeeping = worker_redis().pipeline(transaction=False)
     if not refresh:
-        landed = answer_and_release(self, landed)
-    # Book-keeping after the reply is out, off the user's wait.
-    count(command.name, outcome, running=-1)
+        landed = answer_and_release(self, landed, bookkeeping)
+    count(command.name, outcome, running=-1, pipe=bookkeeping)
     return None if refresh else landed
 
 

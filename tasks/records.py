@@ -28,11 +28,12 @@ def unpack(result: dict[str, Any]) -> tuple[Request, Reply]:
     return Request.from_dict(result["request"]), Reply(reply["text"], reply.get("kind", "answer"))
 
 
-def count(command: str, outcome: str, running: int = 0) -> None:
+def count(command: str, outcome: str, running: int = 0, pipe: Any = None) -> None:
     """One lookup result in this minute's /stats counters (`keys.lookup_stat`), and the
-    running-lookups gauge moved by `running`. Best effort: the reply never waits on it."""
+    running-lookups gauge moved by `running`, executing `pipe` (other book-keeping of the
+    lookup's end) with them. Best effort: the reply never waits on it."""
     key = keys.stats(int(time.time() // 60))
-    pipe = worker_redis().pipeline(transaction=False)
+    pipe = pipe if pipe is not None else worker_redis().pipeline(transaction=False)
     pipe.hincrby(key, keys.lookup_stat(command, outcome), 1)
     pipe.expire(key, keys.STATS_TTL)
     if running:

@@ -187,12 +187,14 @@ def test_every_admin_action_is_in_the_audit(admin: Chat, redis_client: Any) -> N
     assert set(entry) == {"who", "platform", "command", "args", "result", "at"}
 
 
-def test_stats_and_health_report_what_they_see(admin: Chat, make_chat: Any) -> None:
+def test_stats_and_health_report_what_they_see(admin: Chat, make_chat: Any, redis_client: Any) -> None:
     user = make_chat()
     user.send("/fx 4 USD GBP")
     user.reply()
     user.send("/fx 4 USD GBP")
     user.immediate_reply()
+    # The worker counts a lookup for /stats after its reply is out (off the user's wait).
+    wait_until(lambda: any(redis_client.hget(k, "lookup:fx:ok") for k in redis_client.keys("stats:*")))
     admin.send("/stats")
     report = admin.immediate_reply()
     assert "last 5 min:" in report and "last hour:" in report
