@@ -5,7 +5,10 @@
 Every update is a cache hit for our bot (the answer is seeded in Redis; many distinct users so
 the rate limit never bites). A load generator keeps N updates in flight: it POSTs an update
 to the bot's webhook and counts it done when the bot's sendMessage reaches the emulated Bot
-API (in this process). Prints msgs/s and reply latency percentiles, and ratios against:
+API (in this process) — or, when the bot answers in the webhook's response, when that
+response arrives (Telegram then executes it). Ours runs with answers in the response (the
+default) and with them off (TELEGRAM_WEBHOOK_REPLIES=off), to show what each part buys.
+Prints msgs/s and reply latency percentiles, and ratios against:
   - a bare PTB echo bot with PTB's default (httpx) transport,
   - the same echo bot on our aiohttp transport (the floor PTB's own update handling sets).
 Prints figures; never fails on a number. BENCH_ONLY="our bot" runs one variant;
@@ -125,9 +128,12 @@ async def drive(api: BotApi, url: str, inflight: int, seconds: float, text: str)
             t0 = time.perf_counter()
             try:
                 async with session.post(url, data=update(next(ids), chat, text), headers=headers) as response:
-                    await response.read()
+                    body = await response.read()
                     if response.status != 200:
                         errors += 1
+                    elif body.startswith(b'{"method": "sendMessage"'):  # answered in the response
+                        api.waiting.pop(chat, None)
+                        future.set_result(time.perf_counter())
                 done = await asyncio.wait_for(future, 10)
             except (aiohttp.ClientError, TimeoutError):
                 errors += 1
@@ -219,6 +225,8 @@ async def run(seconds: float, inflights: list[int]) -> None:
     port = free_port()
     ours_env = hits_env(redis_url, redis_url, api_url, port, log_level="WARNING")
     variants.append(("our bot (cache hits)", [sys.executable, "-m", "bot"], ours_env))
+    posting_env = {**ours_env, "TELEGRAM_WEBHOOK_REPLIES": "off"}
+    variants.append(("ours, replies POSTed", [sys.executable, "-m", "bot"], posting_env))
     for transport in ("default", "aiohttp"):
         echo_port = free_port()
         args = [
@@ -272,14 +280,16 @@ async def run(seconds: float, inflights: list[int]) -> None:
             f" {r['errors']:>7.0f} {r['cpu'] * 100:>6.0f} {r['cpu_ms_per_msg']:>10.2f} {rss[name]:>7.0f}"
         )
     for inflight in inflights:
-        if len(results) < 3 * len(inflights):
+        if len(results) < 4 * len(inflights):
             break
         ours = results[("our bot (cache hits)", inflight)]["per_s"]
         default = results[("PTB echo, default transport", inflight)]["per_s"]
         same = results[("PTB echo, aiohttp transport", inflight)]["per_s"]
+        posting = results[("ours, replies POSTed", inflight)]["per_s"]
         print(
             f"{inflight} in flight: ours / default-transport echo = {ours / default:.2f}×; "
-            f"ours / aiohttp-transport echo = {ours / same:.2f}×"
+            f"ours / aiohttp-transport echo = {ours / same:.2f}× "
+            f"(with replies POSTed: {posting / default:.2f}×, {posting / same:.2f}×)"
         )
 
 

@@ -7,7 +7,6 @@ about any platform's wire format, and nothing here knows Celery: the task queue 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -84,6 +83,7 @@ class Pipeline:
         before_queue: Callable[[], Awaitable[None]] | None = None,
         outbound: tuple[Bucket, ...] = (),
         answer: Callable[[Outcome], Awaitable[None]] | None = None,
+        settle: bool = True,
     ) -> Outcome:
         """Decide what to do with one message, and have the adapter `answer` it: only once
         that is done (or the lookup is queued) is the request id marked done, so a redelivery
@@ -91,18 +91,19 @@ class Pipeline:
         just before a miss is queued (Discord defers the interaction there, so a worker can
         edit the answer in). `outbound`: the platform's buckets for this chat; an answer that
         does not fit them now is handed to a worker, which waits for room (the outcome then
-        carries no reply)."""
+        carries no reply). `settle=False`: the adapter calls `settle` itself, once the answer
+        has really left (Telegram's webhook response is written after this returns)."""
         logs.request_id.set(request.request_id)
         outcome = await self._handle(request, before_queue, outbound)
         if outcome.decision == "handling":
             if await self.gate.handled_elsewhere(request.request_id, self.settings.DEDUPE_LEASE):
                 return Outcome(None, decision="duplicate")
             log.warning("%s: handled anew: the process that had it went away", request.request_id)
-            return await self.handle(request, before_queue, outbound, answer)
+            return await self.handle(request, before_queue, outbound, answer, settle)
         if answer is not None:
             await answer(outcome)
-        if outcome.decision not in ("duplicate", "unavailable"):
-            await self._settle(request.request_id)
+        if settle:
+            self.settle(request, outcome)
         # Metric labels and logs name only commands that exist: made-up names would be new
         # Prometheus series without bound, and what users type stays out of logs.
         name = request.command if registry.get(request.command) else "unknown" if request.command else "-"
@@ -114,15 +115,15 @@ class Pipeline:
             )
         return outcome
 
-    async def _settle(self, request_id: str) -> None:
-        """Mark the request done once it is answered (the user has the reply already; on the
-        same connection as the gate, so a burst opens no extra ones)."""
-        try:
-            # Shielded: a shutdown that cancels the handler must not cut a Redis command in
-            # half (redis-py then hangs closing that connection); the mark is one command.
-            await asyncio.shield(self.gate.done(request_id))
-        except (redis.exceptions.RedisError, OSError) as exc:  # the lease lapses instead
-            log.warning("%s: could not mark the request done: %r", request_id, exc)
+    def settle(self, request: Request, outcome: Outcome) -> None:
+        """The request is answered (or queued): mark it done, so a redelivery is dropped. The
+        mark rides on the next round trip to Redis (bot/core/gate.py)."""
+        if outcome.decision not in ("duplicate", "unavailable"):
+            self.gate.done(request.request_id)
+
+    async def close(self) -> None:
+        """At shutdown, before the Redis client closes: the answered requests marked done."""
+        await self.gate.close()
 
     async def _handle(
         self,

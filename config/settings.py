@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     CELERY_BROKER_URL: str = Field("", description="Celery broker; empty means REDIS_URL")
     CELERY_QUEUE: str = Field("bot", description="queue name for lookups and deliveries")
     REDIS_TIMEOUT: float = Field(5.0, gt=0, description="seconds for any Redis call")
+    REDIS_POOL_SIZE: int = Field(32, ge=1, le=1024, description="bot's Redis connections, opened at start")
 
     # --- the gate -------------------------------------------------------------------
     RATE_LIMIT: str = Field("20/minute", description="per-user steady rate")
@@ -145,6 +146,9 @@ class Settings(BaseSettings):
     TELEGRAM_MODE: Literal["polling", "webhook"] = "polling"
     TELEGRAM_WEBHOOK_URL: str = ""
     TELEGRAM_WEBHOOK_SECRET: SecretStr = SecretStr("")
+    TELEGRAM_WEBHOOK_REPLIES: Literal["off", "private", "all"] = Field(
+        "private", description="answers carried in the webhook's response: off, private chats, all"
+    )
     TELEGRAM_GLOBAL_RATE: str = Field("30/second", description="outbound messages per bot")
     TELEGRAM_CHAT_RATE: str = Field("1/second", description="outbound messages per chat")
     TELEGRAM_CHAT_BURST: int = Field(3, ge=1, description="short bursts tolerated per chat")

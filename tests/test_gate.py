@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from typing import Any
 
 import redis
 
 from bot.commands import registry
-from bot.core import cache
+from bot.core import cache, gate
 from bot.core.request import Request
-from bot.main import make_redis
+from bot.main import make_redis, warm_redis
 from bot.pipeline import Pipeline
 from config import get_settings
 from dev.redis_server import RedisServer
@@ -44,11 +46,18 @@ class CommandLog:
         self.client.close()
         return [c["command"].split()[0].upper() for c in self.commands]
 
+    def scripts_until(self, marker: str) -> list[str]:
+        """Like collect_until, with a script call named by its script: "gate" or "settle"."""
+        names = {gate.SHA: "gate", hashlib.sha1(gate.SETTLE.encode()).hexdigest(): "settle"}
+        self.collect_until(marker)
+        calls = [c["command"].split()[:2] for c in self.commands]
+        return [names.get(c[1], c[1]) if c[0].upper() == "EVALSHA" else c[0].upper() for c in calls]
+
 
 def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> None:
-    """Hits, misses, local answers, usage errors and limited messages: one EVALSHA each
-    before the answer, and one SET after it (the request id marked done, off the reply's
-    path: tasks wait on neither), nothing else."""
+    """Hits, misses, local answers, usage errors and limited messages: one EVALSHA each and
+    nothing else; a message's done-mark rides on the next one's gate call, and the last
+    one's is written alone when no message follows (here: at close)."""
     server = RedisServer().start()
     try:
         settings = get_settings().model_copy(update={"REDIS_URL": f"{server.url}/0"})
@@ -57,8 +66,8 @@ def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> 
 
         async def setup() -> None:
             client = make_redis(settings)
+            await warm_redis(client)
             pipeline_holder["p"] = Pipeline(settings, client, CeleryQueue(settings))
-            await pipeline_holder["p"].handle(_request(0, user="warmup"))  # loads the script
 
         bot_loop.run(setup())
         pipeline = pipeline_holder["p"]
@@ -78,14 +87,71 @@ def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> 
             ):
                 outcome = await pipeline.handle(_request(n, command=command, args=args))
                 decisions.append(outcome.decision)
+            await pipeline.close()
             return decisions
 
         decisions = bot_loop.run(messages())
         seed.echo("end-of-test")
-        commands = log.collect_until("end-of-test")
+        commands = log.scripts_until("end-of-test")
         assert decisions[:5] == ["hit", "local", "usage", "usage", "miss"]
         assert "limited" in decisions
-        assert commands == ["EVALSHA", "SET"] * len(decisions), commands
+        # Done-marks go alone only after SETTLE_DELAY without a message (this loop may pause
+        # that long once, publishing the miss) and at close.
+        assert commands.count("gate") == len(decisions), commands
+        assert commands[-1] == "settle" and commands.count("settle") <= 2, commands
+        assert set(commands) == {"gate", "settle"}, commands
+        marks = [seed.get(f"seen:console:rt-{n}") for n in range(1, len(decisions) + 1)]
+        assert marks == [b"d"] * len(decisions), marks
+        seed.close()
+    finally:
+        server.stop()
+
+
+def test_a_cold_burst_opens_no_connections_and_costs_one_round_trip_each(bot_loop: LoopThread) -> None:
+    """50 hits at once, the first messages after start-up: the pool was opened and the script
+    loaded before them, so each costs its EVALSHA and nothing else — no connection set-up
+    (CLIENT SETINFO), no PING, no EVAL of the whole script."""
+    server = RedisServer().start()
+    try:
+        settings = get_settings().model_copy(update={"REDIS_URL": f"{server.url}/0", "RATE_LIMIT_BURST": 100})
+        seed = redis.Redis.from_url(settings.REDIS_URL)
+        fx = registry.get("fx")
+        assert fx is not None
+        seed.set(
+            fx.cache_key({"amount": "1", "from": "EUR", "to": "USD"}), cache.encode("1 EUR", "answer", 3600)
+        )
+        holder: dict[str, Pipeline] = {}
+
+        async def start() -> None:
+            client = make_redis(settings)
+            await warm_redis(client)
+            holder["p"] = Pipeline(settings, client, CeleryQueue(settings))
+
+        bot_loop.run(start())
+        connections_before = seed.info("stats")["total_connections_received"]
+        log = CommandLog(settings.REDIS_URL)
+
+        async def burst() -> list[str]:
+            pipeline = holder["p"]
+            outcomes = await asyncio.gather(
+                *(
+                    pipeline.handle(_request(n, user=f"u{n}", command="fx", args="1 EUR USD"))
+                    for n in range(50)
+                )
+            )
+            await pipeline.close()
+            await pipeline.redis.aclose()
+            return [o.decision for o in outcomes]
+
+        decisions = bot_loop.run(burst())
+        seed.echo("end-of-burst")
+        commands = log.scripts_until("end-of-burst")
+        assert decisions == ["hit"] * 50
+        opened = seed.info("stats")["total_connections_received"] - connections_before
+        assert opened == 1, "only this test's own MONITOR client connected"
+        # The fifty answers' done-marks: carried by later gate calls, the rest in one command.
+        assert commands.count("gate") == 50 and commands.count("settle") <= 1, commands
+        assert set(commands) <= {"gate", "settle"}, commands
         seed.close()
     finally:
         server.stop()

@@ -6,7 +6,7 @@
 -- single HMGET reads all of it.
 --
 -- KEYS[1]  this request id's marker: "h" while it is being handled (a lease, PX), "d" once
---          its reply went out (set by the caller): a redelivered update is dropped when
+--          its reply went out (set by the caller's next round trip): a redelivered update is dropped when
 --          done, and waits while another process holds the lease
 -- KEYS[2]  admin hash: "maintenance" -> message, "ban:<user>" -> reason,
 --          "noticed:<user>" -> 1 (a banned user is told once, then silence),
@@ -20,6 +20,8 @@
 -- KEYS[9]  set while a limited user has been told when to retry (expires when they may)
 -- KEYS[10…] the platform's outbound buckets for this chat (per bot, chat, group): a reply
 --          the bot process sends itself is charged here like a worker's (all or none)
+-- KEYS[…]  after the buckets: earlier requests' markers to set "d" (their replies went out
+--          since this process' last round trip: the done-marks ride on this one)
 -- ARGV[1]  user key ("telegram:123")
 -- ARGV[2]  the handling lease in ms
 -- ARGV[3]  default emission interval in ms (period / count)
@@ -29,7 +31,8 @@
 --          "k" to coalesce identical in-flight lookups
 -- ARGV[6]  the request as JSON (kept in the waiters list when the lookup is in flight)
 -- ARGV[7]  in-flight marker TTL in seconds
--- ARGV[8…] per outbound bucket: its emission interval in ms, then its burst
+-- ARGV[8]  how long a request id is remembered once done, in seconds
+-- ARGV[9…] per outbound bucket: its emission interval in ms, then its burst
 -- Cache values are "<fresh_until_ms>:<json>": past fresh_until an entry is stale but may be
 -- served (stale-while-revalidate, stale-if-error) until the key itself expires.
 -- Returns one string "outcome:value": duplicate | handling (another process has the lease)
@@ -45,6 +48,10 @@
 
 local user = ARGV[1]
 local flags = ARGV[5]
+local last_bucket = 9 + (#ARGV - 8) / 2
+for i = last_bucket + 1, #KEYS do
+  redis.call('SET', KEYS[i], 'd', 'EX', ARGV[8])
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mark = ''
@@ -83,15 +90,15 @@ end
 -- worker sends it when there is room).
 local function answer(outcome, value)
   local tats = {}
-  for i = 10, #KEYS do
-    local new_tat, wait = gcra(KEYS[i], tonumber(ARGV[2 * i - 12]), tonumber(ARGV[2 * i - 11]))
+  for i = 10, last_bucket do
+    local new_tat, wait = gcra(KEYS[i], tonumber(ARGV[2 * i - 11]), tonumber(ARGV[2 * i - 10]))
     if wait > 0 then
       mark = mark .. '!'
       return done(outcome, value)
     end
     tats[i] = new_tat
   end
-  for i = 10, #KEYS do
+  for i = 10, last_bucket do
     charge(KEYS[i], tats[i])
   end
   return done(outcome, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,14 @@ from bot.core.limits import Bucket
 from bot.core.request import Request
 from config import Settings
 
+log = logging.getLogger(__name__)
 SCRIPT = (Path(__file__).with_name("gate.lua")).read_text()
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 LEASE_POLL = 0.1
+# A done-mark waits at most this long for the next gate call to carry it, then goes alone.
+SETTLE_DELAY = 0.05
+# Done-marks no gate call carried, all in one command (a pipeline would be one per mark).
+SETTLE = "for _, key in ipairs(KEYS) do redis.call('SET', key, 'd', 'EX', ARGV[1]) end"
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Gate:
 
     The message path is hot: constant arguments are encoded once, and the script answers
     with one string rather than an array, to keep the client's share of the round trip small.
+    One round trip per message, the done-mark included: a request id answered is marked done
+    by the next gate call (any message's), or after SETTLE_DELAY when none comes.
     """
 
     def __init__(self, redis_client: Any, settings: Settings):
@@ -55,6 +63,11 @@ class Gate:
         )
         self._coalesce_ttl = str(settings.COALESCE_TTL).encode()
         self._coalesce = "k" if settings.COALESCE else "-"
+        self._dedupe_ttl_arg = str(settings.DEDUPE_TTL).encode()
+        self._settled: list[str] = []  # markers of answered requests, not yet set "d"
+        self._flush: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
+        self._settle = redis_client.register_script(SETTLE)
 
     async def check(
         self,
@@ -75,23 +88,59 @@ class Gate:
             payload = json.dumps(request.to_dict(), separators=(",", ":"))
         else:
             lookup_keys, payload = (seen, seen, seen), ""
+        settled, self._settled = self._settled, []
         args = (
-            9 + len(outbound), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats, *lookup_keys,
-            keys.rate_told(user), *(b.key for b in outbound),
-            user, lease, interval, burst, flags, payload, self._coalesce_ttl,
+            9 + len(outbound) + len(settled), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats,
+            *lookup_keys, keys.rate_told(user), *(b.key for b in outbound), *settled,
+            user, lease, interval, burst, flags, payload, self._coalesce_ttl, self._dedupe_ttl_arg,
             *(n for b in outbound for n in (b.interval_ms, b.burst)),
         )  # fmt: skip
         try:
-            answer = await self.redis.evalsha(SHA, *args)
-        except redis.exceptions.NoScriptError:
-            answer = await self.redis.eval(SCRIPT, *args)  # first use on this server: loads it
+            try:
+                answer = await self.redis.evalsha(SHA, *args)
+            except redis.exceptions.NoScriptError:
+                answer = await self.redis.eval(SCRIPT, *args)  # first use on this server: loads it
+        except BaseException:
+            self._settled.extend(settled)  # not written: the next call or the timer tries again
+            raise
         text = answer.decode() if isinstance(answer, bytes) else str(answer)
         head, _, value = text.partition(":")
         return Decision(head.rstrip("!?"), value, deferred="!" in head, override_ignored="?" in head)
 
-    async def done(self, request_id: str) -> None:
-        """The request's reply went out (or its lookup was queued): a redelivery is dropped."""
-        await self.redis.set(keys.seen(request_id), "d", ex=self._dedupe_ttl)
+    def done(self, request_id: str) -> None:
+        """The request's reply went out (or its lookup was queued): from now on a redelivery
+        is dropped. Written by the next gate call, or within SETTLE_DELAY; until then a
+        redelivery waits for it (the marker is "h")."""
+        self._settled.append(keys.seen(request_id))
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush = None
+        if self._settled:
+            task = asyncio.get_running_loop().create_task(self.flush())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    async def flush(self) -> None:
+        """Write the done-marks no gate call has carried yet (also at shutdown)."""
+        settled, self._settled = self._settled, []
+        if not settled:
+            return
+        try:
+            # Shielded: a shutdown that cancels it must not cut a Redis command in half
+            # (redis-py then hangs closing that connection).
+            await asyncio.shield(self._settle(keys=settled, args=[self._dedupe_ttl]))
+        except (redis.exceptions.RedisError, OSError) as exc:  # the leases lapse instead
+            log.warning("could not mark %d answered requests done: %r", len(settled), exc)
+
+    async def close(self) -> None:
+        """Before the client closes: nothing answered is left unmarked."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        await asyncio.gather(*self._flushing, return_exceptions=True)
+        await self.flush()
 
     async def handled_elsewhere(self, request_id: str, lease: float) -> bool:
         """Another process holds this request id's lease: wait until it is done (True), or

@@ -7,7 +7,11 @@
   and `timeout`; 409 while a webhook is set), sendMessage, editMessageText, sendChatAction,
   setMyCommands, getMyCommands.
 - With a webhook set, updates are POSTed to it with `X-Telegram-Bot-Api-Secret-Token`; a
-  non-2xx answer makes the emulator deliver the same update again, as Telegram does.
+  non-2xx answer makes the emulator deliver the same update again, as Telegram does. A 2xx
+  answer may carry one method call (`{"method": "sendMessage", …}` as JSON or a form): it is
+  executed like a request, its result and errors go nowhere, and `get*`, `setWebhook`,
+  `deleteWebhook`, `close` and `logOut` are ignored there (as telegram-bot-api's
+  WebhookActor does). Such calls are listed in `response_calls`, not in the request counts.
 - Faults: `fail(method, status, retry_after=…, times=N)`; every sent message is recorded
   with its time.
 """
@@ -40,6 +44,7 @@ class Sent:
     text: str
     params: dict[str, Any]
     message_id: int
+    via: str = "request"  # or "webhook response"
 
 
 @dataclass
@@ -68,6 +73,7 @@ class TelegramEmulator(Recorder):
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.chat_types: dict[int, str] = {}
         self.webhook_statuses: list[int] = []
+        self.response_calls: list[tuple[str, int]] = []  # (method, HTTP status it got)
         self._calls_total: dict[str, int] = defaultdict(int)
         # Telegram's own limits, enforced when a test asks (enforce_limits): per chat GCRA.
         self.chat_limit: tuple[float, int] | None = None
@@ -107,6 +113,7 @@ class TelegramEmulator(Recorder):
             self.sent.clear()
             self.faults.clear()
             self.webhook_statuses.clear()
+            self.response_calls.clear()
             self.chat_limit = None
             self._chat_tat.clear()
             self.too_many = 0
@@ -240,14 +247,47 @@ class TelegramEmulator(Recorder):
                         timeout=aiohttp.ClientTimeout(total=10),
                     ) as response:
                         status = response.status
+                        body = await response.read()
+                        content_type = response.content_type
                 except (aiohttp.ClientError, TimeoutError):
                     status = 0
                 with self._changed:
                     self.webhook_statuses.append(status)
                     self._changed.notify_all()
                 if 200 <= status < 300:
+                    await self._run_response(body, content_type)
                     return
                 await asyncio.sleep(0.2 * (attempt + 1))  # Telegram redelivers after a failure
+
+    NOT_IN_RESPONSE = ("setWebhook", "deleteWebhook", "close", "logOut")
+
+    async def _run_response(self, body: bytes, content_type: str) -> None:
+        """Execute the method a webhook answer carries, if any; nobody learns how it went."""
+        from urllib.parse import parse_qsl
+
+        try:
+            if content_type == "application/json":
+                params = json.loads(body)
+            elif content_type == "application/x-www-form-urlencoded":
+                params = dict(parse_qsl(body.decode()))
+            else:
+                return
+        except (ValueError, UnicodeDecodeError):
+            return
+        method = params.pop("method", None) if isinstance(params, dict) else None
+        if not isinstance(method, str) or method.startswith("get") or method in self.NOT_IN_RESPONSE:
+            return
+        params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            response = self._error(404, "Not Found: method not found")
+        elif method == "sendMessage":
+            response = await handler(params, via="webhook response")
+        else:
+            response = await handler(params)
+        with self._changed:
+            self.response_calls.append((method, response.status))
+            self._changed.notify_all()
 
     # -- server side -------------------------------------------------------------------------
     async def _params(self, request: web.Request) -> dict[str, Any]:
@@ -377,7 +417,7 @@ class TelegramEmulator(Recorder):
             "text": text,
         }
 
-    async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
+    async def _m_sendMessage(self, params: dict[str, Any], via: str = "request") -> web.Response:
         try:
             chat_id = int(params["chat_id"])
             text = str(params["text"])
@@ -400,7 +440,7 @@ class TelegramEmulator(Recorder):
         message = self._message(chat_id, visible)
         with self._changed:
             self.sent.append(
-                Sent(time.monotonic(), "sendMessage", chat_id, visible, params, message["message_id"])
+                Sent(time.monotonic(), "sendMessage", chat_id, visible, params, message["message_id"], via)
             )
             self._changed.notify_all()
         return self._ok(message)

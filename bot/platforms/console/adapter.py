@@ -148,7 +148,8 @@ async def run(settings: Settings, redis_client: Any, queue: TaskQueue, stdin: IO
     def write(text: str) -> None:
         print(text, flush=True)
 
-    adapter = ConsoleAdapter(Pipeline(settings, redis_client, queue), settings, write)
+    pipeline = Pipeline(settings, redis_client, queue)
+    adapter = ConsoleAdapter(pipeline, settings, write)
     await adapter.connect()
     if interactive:
         print("Console chat. Type /help for commands, Ctrl-C or Ctrl-D to quit.", flush=True)
@@ -166,4 +167,5 @@ async def run(settings: Settings, redis_client: Any, queue: TaskQueue, stdin: IO
             )
     finally:
         await adapter.disconnect()
+        await pipeline.close()
     return 0

@@ -6,10 +6,12 @@ and answers hits at once. Rendering rules are in render.py; workers send with se
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +34,56 @@ log = logging.getLogger(__name__)
 AUTOMATIC_FORWARDS = 777000  # Telegram's id on posts a linked channel copies into its group
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What the bot reads from a text message, whichever way it was parsed."""
+
+    update_id: int
+    chat_id: int
+    chat_type: str
+    message_id: int
+    text: str
+    speaker: str  # see _speaker
+    automatic: bool = False  # a channel post copied into its discussion group
+    reply_to_user: str | None = None
+    reply_to_bot: bool = False
+
+
+@dataclass
+class Exchange:
+    """One webhook POST being answered: the method call its response may carry, and the
+    requests to mark done once that response is written (not before: a crash in between
+    would make Telegram's redelivery look like a duplicate, and the answer would be lost)."""
+
+    call: dict[str, Any] | None = None
+    handled: list[tuple[Request, Outcome]] = field(default_factory=list)
+
+
+_exchange: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("telegram_exchange", default=None)
+
+
+def read_plain(data: dict[str, Any]) -> Incoming | None:
+    """The few fields of a plain text message, straight from the update's JSON: building
+    PTB's `Update` was the largest single cost of a cache hit (py-spy). Anything less plain
+    — a reply, a message sent on behalf of a chat, a forward, an unexpected type — returns
+    None and goes through PTB."""
+    message = data.get("message")
+    if len(data) != 2 or not isinstance(message, dict):
+        return None
+    if "reply_to_message" in message or "sender_chat" in message or "is_automatic_forward" in message:
+        return None
+    text, chat, sender = message.get("text"), message.get("chat"), message.get("from")
+    if not isinstance(text, str) or not text or not isinstance(chat, dict) or not isinstance(sender, dict):
+        return None
+    chat_id, chat_type, user_id = chat.get("id"), chat.get("type"), sender.get("id")
+    message_id = message.get("message_id")
+    if type(chat_id) is not int or type(user_id) is not int or type(message_id) is not int:
+        return None
+    if not isinstance(chat_type, str) or user_id == AUTOMATIC_FORWARDS:
+        return None
+    return Incoming(data["update_id"], chat_id, chat_type, message_id, text, str(user_id))
 
 
 # --- the adapter --------------------------------------------------------------------------
@@ -121,62 +173,121 @@ class TelegramAdapter:
             return web.Response(status=403, text="forbidden")
         try:
             data = json.loads(await request.read())
-            update = Update.de_json(data, self.app.bot) if isinstance(data, dict) else None
-        except Exception:  # malformed JSON or a shape PTB cannot read: the sender's fault
-            update = None
-        if update is None or not isinstance(data.get("update_id"), int):
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return web.Response(status=400, text="bad update")
-        await self.app.process_update(update)
-        return web.Response(text="ok")
+        exchange = Exchange()
+        token = _exchange.set(exchange)
+        try:
+            if (incoming := read_plain(data)) is not None:
+                await self._handle_plain(incoming)
+            else:
+                try:
+                    update = Update.de_json(data, self.app.bot)
+                except Exception:  # a shape PTB cannot read: the sender's fault
+                    return web.Response(status=400, text="bad update")
+                await self.app.process_update(update)
+        finally:
+            _exchange.reset(token)
+        response = web.json_response(exchange.call) if exchange.call else web.Response(text="ok")
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionResetError:  # Telegram hung up first: it redelivers, nothing is done
+            log.info("telegram: the webhook's caller left before its answer")
+            return response
+        for handled, outcome in exchange.handled:
+            self.pipeline.settle(handled, outcome)
+        return response
+
+    async def _handle_plain(self, incoming: Incoming) -> None:
+        """The webhook's fast path: no PTB objects; errors reported as PTB's would be."""
+        try:
+            await self._handle(incoming)
+        except Exception as exc:
+            log.error("telegram: error while handling an update: %r", exc)
+            sentry.capture(exc, platform=PLATFORM)
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        if message is None or message.text is None or message.from_user is None:
+        if message is None or message.from_user is None:
             return
-        if message.is_automatic_forward or message.from_user.id == AUTOMATIC_FORWARDS:
+        if (incoming := incoming_from(update.update_id, message, self.app.bot.id)) is not None:
+            await self._handle(incoming)
+
+    async def _handle(self, incoming: Incoming) -> None:
+        if incoming.automatic:
             return  # a channel's post copied into its discussion group: nobody asked
-        chat = message.chat
-        parsed = parse_command(message.text)
+        chat_type = incoming.chat_type
+        parsed = parse_command(incoming.text)
         if parsed.target and parsed.target.lower() != self.username:
             return  # "/fx@OtherBot": addressed to another bot in this group
-        if not parsed.command and chat.type in GROUP_TYPES and not self._addressed(message):
+        if not parsed.command and chat_type in GROUP_TYPES and not self._addressed(incoming):
             return  # group chatter that is not for us
         request = Request(
             platform=PLATFORM,
-            chat=str(chat.id),
-            user=_speaker(message),
-            request_id=f"{PLATFORM}:{update.update_id}",
+            chat=str(incoming.chat_id),
+            user=incoming.speaker,
+            request_id=f"{PLATFORM}:{incoming.update_id}",
             command=parsed.command,
             args=parsed.args,
             meta={
-                "chat_type": chat.type,
-                "message_id": message.message_id,
-                # An admin may name a user by replying to their message (/ban in a group).
-                "reply_to_user": _speaker(replied) if (replied := message.reply_to_message) else None,
+                "chat_type": chat_type,
+                "message_id": incoming.message_id,
+                "reply_to_user": incoming.reply_to_user,
             },
             received_at=time.time(),
         )
+        exchange = _exchange.get()
 
         async def answer(outcome: Outcome) -> None:
-            if outcome.reply is not None and outcome.reply.private and chat.type != "private":
+            if outcome.reply is not None and outcome.reply.private and chat_type != "private":
                 await self._answer_privately(request, outcome.reply)
             elif outcome.reply is not None:
-                await self._answer(request, outcome.reply)
+                if exchange is None or not self._in_response(exchange, request, outcome.reply):
+                    await self._answer(request, outcome.reply)
             elif outcome.queued:
                 # Immediate feedback while the worker looks it up ("typing…" for up to 5 s).
                 # Sent once the lookup is queued, not alongside: overlapping the two cost a
                 # miss ~2 ms (bench/miss.py), and an answer still takes a broker hop and an
                 # upstream call.
-                self._spawn(self.app.bot.send_chat_action(chat.id, ChatAction.TYPING))
+                self._spawn(self.app.bot.send_chat_action(incoming.chat_id, ChatAction.TYPING))
 
-        await self.pipeline.handle(request, outbound=buckets(request, self.settings), answer=answer)
+        outbound = buckets(request, self.settings)
+        settle = exchange is None  # else once the webhook's response is written
+        outcome = await self.pipeline.handle(request, outbound=outbound, answer=answer, settle=settle)
+        if exchange is not None:
+            exchange.handled.append((request, outcome))
 
-    def _addressed(self, message: Any) -> bool:
-        mention = f"@{self.username}"
-        replied = message.reply_to_message
-        return mention in message.text.lower() or (
-            replied is not None and replied.from_user is not None and replied.from_user.id == self.app.bot.id
-        )
+    def _in_response(self, exchange: Exchange, request: Request, reply: Reply) -> bool:
+        """Put the answer in the webhook's response if the settings allow it for this chat
+        and it is one message: Telegram executes it without a request of ours, and without
+        telling anyone how it went — so only where the budgets the gate charged make a
+        refusal unlikely (a private chat by default; groups' limits are tighter than shown)."""
+        mode = self.settings.TELEGRAM_WEBHOOK_REPLIES
+        group = request.meta.get("chat_type") in GROUP_TYPES
+        if exchange.call is not None or mode == "off" or (mode == "private" and group):
+            return False
+        parts = render(reply.text)
+        if len(parts) != 1:
+            return False
+        call: dict[str, Any] = {
+            "method": "sendMessage",
+            "chat_id": int(request.chat),
+            "text": parts[0],
+            "parse_mode": PARSE_MODE,
+        }
+        if group:
+            call["reply_parameters"] = {
+                "message_id": request.meta["message_id"],
+                "allow_sending_without_reply": True,
+            }
+        exchange.call = call
+        return True
+
+    def _addressed(self, incoming: Incoming) -> bool:
+        return f"@{self.username}" in incoming.text.lower() or incoming.reply_to_bot
 
     async def _answer(self, request: Request, reply: Reply, chat: str = "") -> int:
         """Answer from the adapter (hits, usage, limits); returns Telegram's status. If Telegram
@@ -239,6 +350,27 @@ class TelegramAdapter:
         log.error("telegram: error while handling an update: %r", context.error)
         if context.error is not None:
             sentry.capture(context.error, platform=PLATFORM)
+
+
+def incoming_from(update_id: int, message: Any, bot_id: int) -> Incoming | None:
+    """What the bot reads from a message PTB has parsed (read_plain's slow twin); None for
+    what no Telegram sends (PTB keeps whatever types the JSON had: a text that is an object,
+    a chat id that is a string)."""
+    if not isinstance(message.text, str) or not message.text or type(message.chat.id) is not int:
+        return None
+    replied = message.reply_to_message
+    return Incoming(
+        update_id=update_id,
+        chat_id=message.chat.id,
+        chat_type=message.chat.type,
+        message_id=message.message_id,
+        text=message.text,
+        speaker=_speaker(message),
+        automatic=bool(message.is_automatic_forward) or message.from_user.id == AUTOMATIC_FORWARDS,
+        # An admin may name a user by replying to their message (/ban in a group).
+        reply_to_user=_speaker(replied) if replied is not None else None,
+        reply_to_bot=replied is not None and replied.from_user is not None and replied.from_user.id == bot_id,
+    )
 
 
 def _speaker(message: Any) -> str:
