@@ -178,6 +178,10 @@ class Settings(BaseSettings):
     SENTRY_RELEASE: str = ""
     SENTRY_TRACES_SAMPLE_RATE: float = Field(0.0, ge=0, le=1)
     SENTRY_SEND_PII: bool = False
+    WORKER_POOL: Literal["threads", "prefork"] = Field(
+        "threads", description="worker pool: threads (many lookups at once) or prefork"
+    )
+    WORKER_CONCURRENCY: int = Field(64, ge=1, le=1024, description="lookups one worker runs at once")
     WORKER_METRICS_PORT: int = Field(9100, ge=0, le=65535, description="worker /metrics; 0: off")
 
     LOG_LEVEL: str = "INFO"

@@ -81,6 +81,12 @@ app.conf.update(
         if IS_WORKER
         else {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
     ),
+    # Lookups wait on upstreams: a pool of threads runs many at once in one process (64
+    # threads cost ~2 MB; 64 prefork processes ~4 GB). Time limits hold only on prefork;
+    # with threads every call a task makes is bounded instead (HTTP: connect + read timeout
+    # and a deadline on the body; Redis: REDIS_TIMEOUT; quota waits: QUOTA_WAIT_MAX).
+    worker_pool=settings.WORKER_POOL,
+    worker_concurrency=settings.WORKER_CONCURRENCY,
     task_soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
     task_time_limit=settings.TASK_TIME_LIMIT,
     worker_send_task_events=False,

@@ -1,6 +1,9 @@
-"""What every task of a worker process shares: one Redis client and one upstream client."""
+"""What every task of a worker process shares: one Redis client (thread-safe: its pool
+hands each thread a connection) and an upstream client per thread."""
 
 from __future__ import annotations
+
+import threading
 
 import redis
 
@@ -8,7 +11,7 @@ from bot.upstream.client import Upstream
 from config import get_settings
 
 _redis: redis.Redis | None = None
-_upstream: Upstream | None = None
+_local = threading.local()
 
 
 def worker_redis() -> redis.Redis:
@@ -26,7 +29,8 @@ def worker_redis() -> redis.Redis:
 
 
 def upstream() -> Upstream:
-    global _upstream
-    if _upstream is None:
-        _upstream = Upstream(get_settings(), redis_client=worker_redis())
-    return _upstream
+    """Per thread: its `requests.Session` is not promised to be safe to share."""
+    client: Upstream | None = getattr(_local, "upstream", None)
+    if client is None:
+        client = _local.upstream = Upstream(get_settings(), redis_client=worker_redis())
+    return client

@@ -244,6 +244,9 @@ def worker(redis_server: RedisServer) -> Iterator[Worker]:
         "TELEGRAM_TOKEN": TOKEN,
         "DISCORD_TOKEN": DISCORD_TOKEN,
         "WORKER_METRICS_PORT": str(free_port()),
+        # Prefork, whose pool processes test_chaos kills and whose metrics add up across
+        # processes; the default pool (threads) runs in every stack of tests/stacks.py.
+        "WORKER_POOL": "prefork",
     }
     w = Worker(env).start()
     yield w

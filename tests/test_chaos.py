@@ -288,7 +288,7 @@ def test_killing_pool_processes_on_rabbitmq_loses_and_duplicates_nothing(
     processes die mid-lookup; every request is answered once."""
     amqp = amqp_url_or_skip()
     redis.Redis.from_url(f"{redis_server.url}/14").flushdb()
-    worker, bot = start_stack(f"{redis_server.url}/14", amqp, telegram)
+    worker, bot = start_stack(f"{redis_server.url}/14", amqp, telegram, WORKER_POOL="prefork")
     try:
         upstreams.latency["fx"] = 0.6  # lookups are in flight when the processes die
         chats = [make_tg_chat() for _ in range(scale(8, 40))]

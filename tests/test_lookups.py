@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
-from tests.conftest import Chat, wait_until
+import pytest
+
+from tests.conftest import Chat, Worker, wait_until
 from tests.emulators.upstreams import Fault
 
 
@@ -161,3 +164,55 @@ def test_dead_letter_list_is_capped(chat: Chat, upstreams, redis_client) -> None
     chat.send("/fx 5 USD GBP")
     chat.reply()
     wait_until(lambda: redis_client.llen("deadletters") == 1000)
+
+
+def _client(**settings: Any) -> Any:
+    from bot.upstream.client import Upstream
+    from config import get_settings
+
+    return Upstream(get_settings().model_copy(update=settings))
+
+
+def test_an_upstream_that_trickles_its_body_is_cut_at_the_deadline(upstreams) -> None:
+    """requests bounds each wait for a byte, not the answer: a body sent a byte at a time
+    would hold a worker thread forever (threads have no time limit). The client reads the
+    body against connect + read timeout and gives up."""
+    from bot.upstream.client import RetryableError
+
+    upstreams.script("fx", Fault(trickle=0.1))
+    client = _client(UPSTREAM_CONNECT_TIMEOUT=0.5, UPSTREAM_READ_TIMEOUT=0.5)
+    with pytest.raises(RetryableError) as raised:
+        client.get_json("fx", f"{upstreams.url('fx')}/latest", not_found="-")
+    assert (raised.value.kind, raised.value.detail) == ("timeout", "body too slow")
+
+
+def test_an_oversized_upstream_body_is_refused(upstreams) -> None:
+    from bot.upstream.client import MAX_BODY, RetryableError
+
+    upstreams.script("fx", Fault(body='{"x": "' + "y" * MAX_BODY + '"}'))
+    with pytest.raises(RetryableError) as raised:
+        _client().get_json("fx", f"{upstreams.url('fx')}/latest", not_found="-")
+    assert (raised.value.kind, raised.value.detail) == ("bad_response", "body too large")
+
+
+def test_a_worker_runs_many_lookups_at_once(redis_server, upstreams, telegram, make_tg_chat) -> None:
+    """The default pool is threads: one worker process waits on many upstream calls at once
+    instead of one per process (prefork's 8 processes capped misses at ~8 in flight)."""
+    from tests.stacks import stack_bot, stack_env
+
+    upstreams.latency["fx"] = 0.6  # below the suite's 1 s read timeout
+    env = stack_env(f"{redis_server.url}/13", f"{redis_server.url}/14")
+    worker = Worker(env, concurrency=24, name="threads").start()
+    bot = stack_bot(telegram, env).start()
+    try:
+        chats = [make_tg_chat() for _ in range(20)]
+        for n, chat in enumerate(chats):
+            chat.send(f"/fx {700 + n} EUR USD")  # twenty distinct misses
+        for n, chat in enumerate(chats):
+            assert chat.reply(timeout=30).startswith(f"{700 + n:.2f} EUR")
+        assert upstreams.peak["fx"] >= 15, f"at most {upstreams.peak['fx']} upstream calls at once"
+        assert "prefork" not in worker.logs()
+    finally:
+        bot.stop()
+        worker.stop()
+        telegram.state.webhook_url = ""

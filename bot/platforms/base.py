@@ -8,6 +8,7 @@ retries, outbound limits — is platform-neutral and comes with it.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
@@ -44,13 +45,14 @@ class Sender(Protocol):
     def __call__(self, redis_client: Any, request: Request, reply: Reply, /) -> None: ...
 
 
-_session: requests.Session | None = None
+_local = threading.local()
 
 
 def http_session() -> requests.Session:
-    """One pooled HTTP session per worker process for every platform's sender (created
-    lazily, so each prefork child makes its own after the fork)."""
-    global _session
-    if _session is None:
-        _session = requests.Session()
-    return _session
+    """One pooled HTTP session per worker thread for every platform's sender (created
+    lazily, so each prefork child makes its own after the fork; requests does not promise a
+    Session is safe to share between threads)."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session

@@ -10,6 +10,7 @@ Providers call `Upstream.get_json`; it raises:
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from typing import Any
 
@@ -19,6 +20,10 @@ from bot.ops import metrics, sentry
 from bot.upstream.breaker import Breakers
 from bot.upstream.quota import acquire as acquire_quota
 from config import Settings
+
+# An upstream's answer larger than this is refused (no API we call comes near it), so that a
+# broken or hostile upstream cannot fill a worker's memory.
+MAX_BODY = 4 * 1024 * 1024
 
 
 class NotFound(Exception):
@@ -119,25 +124,42 @@ class Upstream:
         json_body: Any,
         headers: dict[str, str] | None,
     ) -> Any:
-        timeout = (self.settings.UPSTREAM_CONNECT_TIMEOUT, self.settings.UPSTREAM_READ_TIMEOUT)
+        connect, read = self.settings.UPSTREAM_CONNECT_TIMEOUT, self.settings.UPSTREAM_READ_TIMEOUT
+        # requests bounds each wait for a byte (`read`), not a whole answer: the body is read
+        # here against a deadline, so an upstream that trickles cannot hold a worker thread
+        # for longer than connect + 2 × read (the pool has no time limits on threads).
+        deadline = time.monotonic() + connect + read
         try:
             response = self.session.request(
-                method, url, params=params, json=json_body, headers=headers, timeout=timeout
+                method,
+                url,
+                params=params,
+                json=json_body,
+                headers=headers,
+                timeout=(connect, read),
+                stream=True,
             )
+            with response:
+                status = response.status_code
+                if status == 404:
+                    raise NotFound(not_found)
+                if status == 429 or status >= 500:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise RetryableError(provider, f"http_{status}", retry_after=retry_after)
+                if status >= 400:
+                    raise PermanentError(provider, f"http_{status}")
+                body = bytearray()
+                for chunk in response.iter_content(65536):
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        raise RetryableError(provider, "bad_response", "body too large")
+                    if time.monotonic() > deadline:
+                        raise RetryableError(provider, "timeout", "body too slow")
         except requests.Timeout as exc:
             raise RetryableError(provider, "timeout", type(exc).__name__) from exc
         except requests.RequestException as exc:
             raise RetryableError(provider, "connection", type(exc).__name__) from exc
-
-        status = response.status_code
-        if status == 404:
-            raise NotFound(not_found)
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise RetryableError(provider, f"http_{status}", retry_after=retry_after)
-        if status >= 400:
-            raise PermanentError(provider, f"http_{status}")
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError as exc:
             raise RetryableError(provider, "bad_response", "body is not JSON") from exc

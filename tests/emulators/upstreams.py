@@ -89,6 +89,7 @@ class Fault:
     retry_after: float | None = None  # with the status: a Retry-After header
     delay: float = 0.0  # wait this long first (longer than the read timeout = a timeout)
     body: str | None = None  # answer 200 with this raw body (malformed JSON, wrong shape)
+    trickle: float = 0.0  # answer 200 and send the body one byte per this many seconds, forever
 
 
 class Upstreams:
@@ -104,6 +105,9 @@ class Upstreams:
         self.timeout_delay = 1.5
         # Latency drawn uniformly from a range per provider (load tests: 0.3-3 s).
         self.latency_range: dict[str, tuple[float, float]] = {}
+        # Calls being answered now, and the most there were at once, per provider.
+        self.active: dict[str, int] = defaultdict(int)
+        self.peak: dict[str, int] = defaultdict(int)
         app = web.Application()
         app.router.add_get("/fx/latest", self._fx)
         app.router.add_get("/wiki/page/summary/{title:.+}", self._wiki)
@@ -141,10 +145,12 @@ class Upstreams:
             self.latency_range.clear()
             self.calls.clear()
             self.latency.clear()
+            self.active.clear()
+            self.peak.clear()
             self.user_agents.clear()
 
     # -- server side -------------------------------------------------------------------
-    async def _enter(self, provider: str, request: web.Request) -> web.Response | None:
+    async def _enter(self, provider: str, request: web.Request) -> web.StreamResponse | None:
         with self._lock:
             self.calls[provider].append(time.monotonic())
             self.user_agents.append(request.headers.get("User-Agent", ""))
@@ -160,9 +166,18 @@ class Upstreams:
                 elif roll < errors + timeouts:
                     fault = Fault(delay=self.timeout_delay)
         if latency:
-            await asyncio.sleep(latency)  # emulated upstream latency
+            with self._lock:
+                self.active[provider] += 1
+                self.peak[provider] = max(self.peak[provider], self.active[provider])
+            try:
+                await asyncio.sleep(latency)  # emulated upstream latency
+            finally:
+                with self._lock:
+                    self.active[provider] -= 1
         if fault is None:
             return None
+        if fault.trickle:
+            return await self._trickle(request, fault.trickle)
         if fault.delay:
             await asyncio.sleep(fault.delay)  # emulated hang: the client's read timeout fires
         if fault.body is not None:
@@ -174,7 +189,26 @@ class Upstreams:
             )
         return None
 
-    async def _fx(self, request: web.Request) -> web.Response:
+    @staticmethod
+    async def _trickle(request: web.Request, every: float) -> web.StreamResponse:
+        """A 200 whose body never ends: a space (valid JSON padding) every `every` seconds,
+        until the client hangs up (or a minute passed)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and request.transport is not None
+            and not request.transport.is_closing()
+        ):
+            try:
+                await response.write(b" ")
+            except (ConnectionError, RuntimeError):
+                break
+            await asyncio.sleep(every)  # the trickle's pace
+        return response
+
+    async def _fx(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("fx", request)) is not None:
             return faulted
         query = request.query
@@ -189,7 +223,7 @@ class Upstreams:
         body = {"amount": amount, "base": src, "date": "2026-11-27", "rates": {dst: round(amount * rate, 4)}}
         return web.json_response(body)
 
-    async def _wiki(self, request: web.Request) -> web.Response:
+    async def _wiki(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("wiki", request)) is not None:
             return faulted
         if not request.headers.get("User-Agent"):
@@ -211,7 +245,7 @@ class Upstreams:
             return web.Response(status=404, text=json.dumps(problem), content_type="application/problem+json")
         return web.json_response(article)
 
-    async def _geocoding(self, request: web.Request) -> web.Response:
+    async def _geocoding(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("geocoding", request)) is not None:
             return faulted
         place = PLACES.get(request.query.get("name", "").casefold())
@@ -220,7 +254,7 @@ class Upstreams:
             body["results"] = [place]
         return web.json_response(body)
 
-    async def _forecast(self, request: web.Request) -> web.Response:
+    async def _forecast(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("forecast", request)) is not None:
             return faulted
         latitude = float(request.query["latitude"])
@@ -239,7 +273,7 @@ class Upstreams:
     def _pizza(self, query: str, near: str) -> bool:
         return "pizza" in query.casefold() and near.casefold() in ("naples", "napoli", "")
 
-    async def _yelp(self, request: web.Request) -> web.Response:
+    async def _yelp(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("yelp", request)) is not None:
             return faulted
         if not request.headers.get("Authorization", "").startswith("Bearer "):
@@ -253,7 +287,7 @@ class Upstreams:
         ]  # fmt: skip
         return web.json_response({"businesses": businesses, "total": len(businesses)})
 
-    async def _foursquare(self, request: web.Request) -> web.Response:
+    async def _foursquare(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("foursquare", request)) is not None:
             return faulted
         if not request.headers.get("Authorization"):
@@ -267,7 +301,7 @@ class Upstreams:
         ]  # fmt: skip
         return web.json_response({"results": results})
 
-    async def _google(self, request: web.Request) -> web.Response:
+    async def _google(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("google", request)) is not None:
             return faulted
         if not request.headers.get("X-Goog-Api-Key") or not request.headers.get("X-Goog-FieldMask"):
@@ -286,7 +320,7 @@ class Upstreams:
                            "location": {"latitude": lat, "longitude": lon}, "formattedAddress": "Rome, Italy"})  # fmt: skip
         return web.json_response({"places": places} if places else {})
 
-    async def _numbers(self, request: web.Request) -> web.Response:
+    async def _numbers(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._enter("numbers", request)) is not None:
             return faulted
         number = request.match_info["number"]
