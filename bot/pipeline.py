@@ -134,7 +134,8 @@ class Pipeline:
         try:
             parsed, decision = await self._decide(request, outbound)
         except (redis.exceptions.RedisError, OSError) as exc:
-            log.error("%s: gate unavailable: %r", request.request_id, exc)
+            # redis-py 8's repr of an error leaves out Redis' message: log both.
+            log.error("%s: gate unavailable: %r (%s)", request.request_id, exc, exc)
             return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
         outcome = await self._answer(request, parsed, decision, before_queue)
         if decision.deferred and outcome.reply is not None:

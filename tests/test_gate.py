@@ -218,3 +218,41 @@ def test_a_request_survives_its_json_round_trip_with_every_field() -> None:
     assert Request.from_dict(json.loads(json.dumps(data))) == request
     data["meta"]["message_id"] = 6
     assert request.meta["message_id"] == 5, "the dict is a copy"
+
+
+def test_rates_above_a_thousand_a_second_are_kept_not_refused_by_redis(bot_loop: LoopThread) -> None:
+    """An emission interval under a millisecond (paid broadcasts allow 1,000/s; an operator may
+    lift a limit further) once made the gate ask Redis for a PX of 0 ms — "invalid expire
+    time" — and every such message was told the bot is unavailable. Fractions of a
+    millisecond are kept too: 3,000/s admits 3 messages per millisecond, not unlimited."""
+    from bot.core import limits
+    from bot.core.limits import Bucket
+
+    server = RedisServer().start()
+    try:
+        settings = get_settings().model_copy(
+            update={"REDIS_URL": f"{server.url}/0", "RATE_LIMIT": "5000/second", "RATE_LIMIT_BURST": 1}
+        )
+
+        async def run() -> list[str]:
+            client = make_redis(settings)
+            await warm_redis(client)
+            gate_ = gate.Gate(client, settings)
+            fast = (Bucket("ob:test:bot", 1000 / 3000, 1),)
+            decisions = []
+            for n in range(40):
+                decision = await gate_.check(_request(n, user=f"u{n % 2}"), None, outbound=fast)
+                decisions.append(decision.outcome + ("!" if decision.deferred else ""))
+            await client.aclose()
+            return decisions
+
+        decisions = bot_loop.run(run())
+        assert set(decisions) <= {"pass", "pass!", "limited", "limited!", "limited_silent"}, decisions
+        assert "pass" in decisions, decisions
+        # The workers' side of the same buckets (limits.lua): it waits, never errs.
+        sync = redis.Redis.from_url(settings.REDIS_URL)
+        for _ in range(20):
+            limits.acquire(sync, [Bucket("ob:test:bot", 1000 / 3000, 1)])
+        sync.close()
+    finally:
+        server.stop()

@@ -53,7 +53,7 @@ for i = last_bucket + 1, #KEYS do
   redis.call('SET', KEYS[i], 'd', 'EX', ARGV[8])
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000  -- ms, to the microsecond
 local mark = ''
 local MAX_INTERVAL, MAX_BURST = 86400000, 10000  -- what /limit accepts: a day, 10,000
 local FLOOD_PENALTY_MS = 60000
@@ -82,8 +82,11 @@ local function gcra(key, interval, burst)
   return new_tat, math.max(0, new_tat - burst * interval - now)
 end
 
+-- The TAT keeps its fraction of a millisecond (30/s is 33.333 ms apart; an interval under
+-- a millisecond is a rate over 1,000/s), and the key lives at least a whole millisecond:
+-- PX 0 is an error ("invalid expire time").
 local function charge(key, new_tat)
-  redis.call('SET', key, string.format('%d', new_tat), 'PX', string.format('%d', new_tat - now))
+  redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
 end
 
 -- An answer the bot process sends itself: charge the outbound buckets, or mark it "!" (a
@@ -143,7 +146,7 @@ if wait > 0 then
   if penalised > new_tat - interval then
     charge(KEYS[3], penalised)
   end
-  local ms = string.format('%d', wait)
+  local ms = string.format('%d', math.max(1, math.ceil(wait)))
   -- Told once, until the window frees; every other message of a flood costs no reply.
   if redis.call('SET', KEYS[9], '1', 'NX', 'PX', ms) then
     return answer('limited', ms)
@@ -179,7 +182,7 @@ if string.find(flags, 'c', 1, true) then
     return answer('stale', body)
   end
   if breaker_open then
-    return answer('open', string.format('%d', open_until - now))
+    return answer('open', string.format('%d', math.ceil(open_until - now)))
   end
   if not string.find(flags, 'k', 1, true) or redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
     return done('miss')

@@ -8,7 +8,7 @@
 -- Returns 0 when the send may go now (every bucket charged), else the wait in ms.
 
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000  -- ms, to the microsecond
 local wait = 0
 local tats = {}
 for i, key in ipairs(KEYS) do
@@ -26,9 +26,10 @@ for i, key in ipairs(KEYS) do
   tats[i] = new_tat
 end
 if wait > 0 then
-  return wait
+  return math.max(1, math.ceil(wait))  -- an integer reply: 0.4 ms would read as 0, "charged"
 end
 for i, key in ipairs(KEYS) do
-  redis.call('SET', key, string.format('%d', tats[i]), 'PX', string.format('%d', tats[i] - now))
+  -- The fraction of a millisecond kept, and never PX 0 (an error): as in gate.lua's charge.
+  redis.call('SET', key, string.format('%.3f', tats[i]), 'PX', math.max(1, math.ceil(tats[i] - now)))
 end
 return 0
