@@ -15,16 +15,22 @@ _local = threading.local()
 
 
 def worker_redis() -> redis.Redis:
-    """One client per worker process (redis-py pools reconnect after fork by pid)."""
+    """One client per worker process (redis-py pools reconnect after fork by pid). Its pool
+    holds a connection for every pool thread and the lease threads, and a thread beyond that
+    waits for one (up to REDIS_TIMEOUT): redis-py's default pool stops at 100 connections and
+    raises, which made lookups fail under a threads pool larger than that."""
     global _redis
     if _redis is None:
         settings = get_settings()
-        _redis = redis.Redis.from_url(
+        pool = redis.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
+            max_connections=settings.WORKER_CONCURRENCY + 16,
+            timeout=settings.REDIS_TIMEOUT,
             socket_timeout=settings.REDIS_TIMEOUT,
             socket_connect_timeout=settings.REDIS_TIMEOUT,
             health_check_interval=30,
         )
+        _redis = redis.Redis(connection_pool=pool)
     return _redis
 
 
