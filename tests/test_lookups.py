@@ -197,21 +197,28 @@ def test_an_oversized_upstream_body_is_refused(upstreams) -> None:
 
 def test_a_worker_runs_many_lookups_at_once(redis_server, upstreams, telegram, make_tg_chat) -> None:
     """The default pool is threads: one worker process waits on many upstream calls at once
-    instead of one per process (prefork's 8 processes capped misses at ~8 in flight)."""
+    instead of one per process (prefork's 8 processes capped misses at ~8 in flight). More
+    than 100 at once: redis-py's default pool stopped there and failed lookups with
+    MaxConnectionsError."""
     from tests.stacks import stack_bot, stack_env
 
-    upstreams.latency["fx"] = 0.6  # below the suite's 1 s read timeout
-    env = stack_env(f"{redis_server.url}/13", f"{redis_server.url}/14")
-    worker = Worker(env, concurrency=24, name="threads").start()
+    upstreams.gather["fx"] = (110, 20.0)  # every call waits until 110 are in flight at once
+    env = stack_env(
+        f"{redis_server.url}/13",
+        f"{redis_server.url}/14",
+        WORKER_CONCURRENCY="150",
+        UPSTREAM_READ_TIMEOUT="25",
+    )
+    worker = Worker(env, concurrency=150, name="threads").start()
     bot = stack_bot(telegram, env).start()
     try:
-        chats = [make_tg_chat() for _ in range(20)]
+        chats = [make_tg_chat() for _ in range(140)]
         for n, chat in enumerate(chats):
-            chat.send(f"/fx {700 + n} EUR USD")  # twenty distinct misses
+            chat.send(f"/fx {700 + n} EUR USD")  # distinct misses
         for n, chat in enumerate(chats):
-            assert chat.reply(timeout=30).startswith(f"{700 + n:.2f} EUR")
-        assert upstreams.peak["fx"] >= 15, f"at most {upstreams.peak['fx']} upstream calls at once"
-        assert "prefork" not in worker.logs()
+            assert chat.reply(timeout=30).startswith(f"{700 + n:.2f} EUR = ")
+        assert upstreams.peak["fx"] >= 110, f"at most {upstreams.peak['fx']} upstream calls at once"
+        assert "prefork" not in worker.logs() and "MaxConnectionsError" not in worker.logs()
     finally:
         bot.stop()
         worker.stop()

@@ -12,6 +12,7 @@ Faults are scripted per provider and consumed one per request, in order:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -108,6 +109,11 @@ class Upstreams:
         # Calls being answered now, and the most there were at once, per provider.
         self.active: dict[str, int] = defaultdict(int)
         self.peak: dict[str, int] = defaultdict(int)
+        self.latencies: dict[str, list[float]] = defaultdict(list)  # the emulated latency per call
+        # Hold calls until this many are in flight at once (or a deadline): proves a client's
+        # concurrency without relying on timing. provider -> (count, longest hold in s).
+        self.gather: dict[str, tuple[int, float]] = {}
+        self._gathered: dict[str, asyncio.Event] = {}
         app = web.Application()
         app.router.add_get("/fx/latest", self._fx)
         app.router.add_get("/wiki/page/summary/{title:.+}", self._wiki)
@@ -147,6 +153,9 @@ class Upstreams:
             self.latency.clear()
             self.active.clear()
             self.peak.clear()
+            self.latencies.clear()
+            self.gather.clear()
+            self._gathered.clear()
             self.user_agents.clear()
 
     # -- server side -------------------------------------------------------------------
@@ -165,11 +174,19 @@ class Upstreams:
                     fault = Fault(status=503)
                 elif roll < errors + timeouts:
                     fault = Fault(delay=self.timeout_delay)
-        if latency:
+            self.latencies[provider].append(latency)
+        gather = self.gather.get(provider)
+        if latency or gather:
             with self._lock:
                 self.active[provider] += 1
                 self.peak[provider] = max(self.peak[provider], self.active[provider])
+                gathered = self._gathered.setdefault(provider, asyncio.Event())
+                if gather and self.active[provider] >= gather[0]:
+                    gathered.set()
             try:
+                if gather:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(gathered.wait(), gather[1])
                 await asyncio.sleep(latency)  # emulated upstream latency
             finally:
                 with self._lock:
