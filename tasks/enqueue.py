@@ -1,12 +1,16 @@
 """The bot process' side of the task queue: `CeleryQueue` implements bot/core/queue.py.
 
-Publishing is blocking kombu I/O: one thread keeps it off the event loop, and one producer
-connection is never shared between threads. A publish has PUBLISH_TIMEOUT; once one fails,
-the next ones fail at once for BROKER_BACKOFF instead of queueing behind it, so that during a
-broker outage misses are told at once and never hold the adapter's update slots that cache
-hits need. A reply the broker cannot take is sent straight from this process with the
-workers' sender code (plain HTTP, the same shared limits and once-only markers). Broker
-queries (/stats, /health, /readyz, /metrics) run in threads of their own with timeouts.
+Publishing is blocking kombu I/O: a few threads keep it off the event loop (Celery's
+producer pool gives each its own producer). A publish that has not started within
+PUBLISH_TIMEOUT is withdrawn — certainly never sent — and the user told the bot is
+unavailable; one that is running by then may still land, so its own end decides (kombu bounds
+it: the retry policy, socket timeouts): telling "unavailable" and then answering would be two
+answers. Once a publish fails, the next ones fail at once for BROKER_BACKOFF instead of
+queueing behind it, so that during a broker outage misses are told at once and never hold
+the adapter's update slots that cache hits need. A reply the broker cannot take is sent
+straight from this process with the workers' sender code (plain HTTP, the same shared limits
+and once-only markers). Broker queries (/stats, /health, /readyz, /metrics) run in threads of
+their own with timeouts.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from tasks.lookup import lookup
 
 log = logging.getLogger(__name__)
 
-_publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
+PUBLISHERS = 4  # a burst of misses publishes in parallel, not behind one thread
+_publisher = ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="publish")
 BROKER_QUERY_TIMEOUT = 5.0
 PUBLISH_TIMEOUT = 3.0  # above the bot's own publish retry policy (tasks/app.py: ~1 s)
 BROKER_BACKOFF = 2.0  # after a failed publish, fail at once for this long (or until /readyz sees it)
@@ -46,9 +51,14 @@ class CeleryQueue:
     async def _publish(self, signature: Any) -> None:
         if time.monotonic() < self._down_until:
             raise BrokerUnavailable("the last publish failed moments ago")
+        job = _publisher.submit(signature.apply_async)
         try:
-            future = asyncio.get_running_loop().run_in_executor(_publisher, signature.apply_async)
-            await asyncio.wait_for(future, PUBLISH_TIMEOUT)
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), PUBLISH_TIMEOUT)
+            except TimeoutError:
+                if job.cancel():  # it never started: certainly not published
+                    raise BrokerUnavailable("no publish slot within PUBLISH_TIMEOUT") from None
+                await asyncio.wrap_future(job)  # it is running: its end decides
         except Exception:
             self._down_until = time.monotonic() + BROKER_BACKOFF
             raise
