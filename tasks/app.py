@@ -41,6 +41,8 @@ class LabelledTask(Task):
 app = Celery("chatbot", task_cls=LabelledTask)
 app.conf.update(
     broker_url=settings.broker_url,
+    # The Redis transport with one client per channel (tasks/broker.py says why).
+    broker_transport="tasks.broker:Transport" if settings.broker_url.startswith("redis") else None,
     task_default_queue=settings.CELERY_QUEUE,
     task_serializer="json",
     accept_content=["json"],
@@ -81,8 +83,9 @@ app.conf.update(
         if IS_WORKER
         else {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
     ),
-    # Lookups wait on upstreams: a pool of threads runs many at once in one process (64
-    # threads cost ~2 MB; 64 prefork processes ~4 GB). Time limits hold only on prefork;
+    # Lookups wait on upstreams: a pool of threads runs many at once in one process (128
+    # threads: one process of ~100 MB after 1,200 lookups; prefork: ~62 MB per process, one
+    # lookup each; bench/load.py --capacity). Time limits hold only on prefork;
     # with threads every call a task makes is bounded instead (HTTP: connect + read timeout
     # and a deadline on the body; Redis: REDIS_TIMEOUT; quota waits: QUOTA_WAIT_MAX).
     worker_pool=settings.WORKER_POOL,
