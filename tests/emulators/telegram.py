@@ -6,8 +6,8 @@
 - getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (long poll honouring `offset`
   and `timeout`; 409 while a webhook is set), sendMessage, editMessageText, sendChatAction,
   setMyCommands, getMyCommands.
-- With a webhook set, updates are POSTed to it with `X-Telegram-Bot-Api-Secret-Token`; a
-  non-2xx answer makes the emulator deliver the same update again, as Telegram does. A 2xx
+- With a webhook set, updates are POSTed to it with `X-Telegram-Bot-Api-Secret-Token`, at
+  most setWebhook's `max_connections` (default 40) at a time, as Telegram does; a non-2xx answer makes the emulator deliver the same update again, as Telegram does. A 2xx
   answer may carry one method call (`{"method": "sendMessage", …}` as JSON or a form): it is
   executed like a request, its result and errors go nowhere, and `get*`, `setWebhook`,
   `deleteWebhook`, `close` and `logOut` are ignored there (as telegram-bot-api's
@@ -59,6 +59,9 @@ class BotState:
     updates: deque[dict[str, Any]] = field(default_factory=deque)
     webhook_url: str = ""
     webhook_secret: str = ""
+    # setWebhook's max_connections (1-100, default 40): Telegram never has more updates in
+    # flight to a webhook than this.
+    max_connections: int = 40
     commands: list[dict[str, Any]] = field(default_factory=list)
     scoped_commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[tuple[float, str]] = field(default_factory=list)
@@ -83,6 +86,7 @@ class TelegramEmulator(Recorder):
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
+        self._webhook_slots: asyncio.Semaphore | None = None  # max_connections, on the server loop
         self._tasks: set[asyncio.Future[None]] = set()
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
@@ -237,15 +241,21 @@ class TelegramEmulator(Recorder):
 
     async def _deliver_webhook(self, update: dict[str, Any], attempts: int = 5) -> None:
         headers = {"X-Telegram-Bot-Api-Secret-Token": self.state.webhook_secret}
+        if self._webhook_slots is None:
+            self._webhook_slots = asyncio.Semaphore(self.state.max_connections)
+        slots = self._webhook_slots
         async with aiohttp.ClientSession() as session:
             for attempt in range(attempts):
                 try:
-                    async with session.post(
-                        self.state.webhook_url,
-                        json=update,
-                        headers=headers,
-                        timeout=aiohttp.ClientTimeout(total=10),
-                    ) as response:
+                    async with (
+                        slots,
+                        session.post(
+                            self.state.webhook_url,
+                            json=update,
+                            headers=headers,
+                            timeout=aiohttp.ClientTimeout(total=10),
+                        ) as response,
+                    ):
                         status = response.status
                         body = await response.read()
                         content_type = response.content_type
@@ -366,6 +376,8 @@ class TelegramEmulator(Recorder):
         with self._changed:
             self.state.webhook_url = params.get("url", "")
             self.state.webhook_secret = params.get("secret_token", "")
+            self.state.max_connections = min(100, max(1, int(params.get("max_connections") or 40)))
+            self._webhook_slots = asyncio.Semaphore(self.state.max_connections)
             pending = list(self.state.updates)
             self.state.updates.clear()
             self._changed.notify_all()
