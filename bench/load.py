@@ -1,6 +1,7 @@
 """Load benchmark: our stack against a bare python-telegram-bot bot, same load, side by side.
 
     .venv/bin/python bench/load.py [--users 40] [--seconds 45] [--fault-rate 0.05]
+    .venv/bin/python bench/load.py --capacity 400 [--min-latency 1 --max-latency 1]
 
 Both bots run in Telegram webhook mode against the Bot API emulator; N simulated users each
 send a request, wait for the answer, think 0.2-1 s, and go again, for the given time. The
@@ -8,12 +9,19 @@ queries follow a Zipf distribution over a catalogue of /fx and /wiki lookups; th
 upstreams answer in 0.3-3 s, failing with 503 at --fault-rate. Prints messages/s, reply
 latency percentiles split by hit (the query was answered before) and miss, upstream calls
 against requests, Redis commands per message, lost and duplicate replies, bot RSS, and the
-ratios. Prints figures; never fails on a number.
+ratios; and the upstream's own latency at p50, which a miss cannot beat (ours − that is
+what queueing, the broker and the pipeline add).
+
+--capacity N instead sends N distinct /fx misses at once (N chats, one each) to our stack
+only and prints distinct lookups answered per second by its one worker (the default pool:
+threads, WORKER_CONCURRENCY; --pool/--concurrency override), with lost and duplicates.
+Prints figures; never fails on a number.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import functools
 import os
@@ -146,11 +154,13 @@ def bot_stack(
     redis_url: str,
     upstreams: Upstreams,
     telegram: TelegramEmulator,
-    concurrency: int = 8,
-    pool: str = "prefork",
+    concurrency: int | None = None,
+    pool: str | None = None,
+    worker_pid: list[int] | None = None,
 ) -> Iterator[int]:
     """Run "ours" (a Celery worker and `python -m bot`) or "baseline" in webhook mode; yield the
-    bot's pid once it answers and the webhook is registered."""
+    bot's pid once it answers and the webhook is registered (and put the worker's in
+    `worker_pid`)."""
     port = free_port()
     env = {
         **os.environ,
@@ -178,10 +188,13 @@ def bot_stack(
     log = open(tempfile.mkstemp(prefix=f"load-{variant}-", suffix=".log")[1], "ab")  # noqa: SIM115
     try:
         if variant == "ours":
+            pool_args = (["-c", str(concurrency)] if concurrency else []) + (["-P", pool] if pool else [])
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", "-c",
-                 str(concurrency), "-P", pool, "--without-gossip", "--without-mingle"],
+                [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", *pool_args,
+                 "--without-gossip", "--without-mingle"],
                 cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
+            if worker_pid is not None:
+                worker_pid.append(processes[-1].pid)
             bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log)
         else:
             bot = subprocess.Popen(
@@ -211,9 +224,13 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--min-latency", type=float, default=0.3)
     parser.add_argument("--max-latency", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, default=8, help="worker pool size (ours)")
-    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"], help="worker pool")
+    parser.add_argument("--concurrency", type=int, help="worker pool size (default: WORKER_CONCURRENCY)")
+    parser.add_argument("--pool", choices=["prefork", "threads"], help="worker pool (default: WORKER_POOL)")
+    parser.add_argument("--capacity", type=int, default=0, help="N distinct misses at once instead")
     args = parser.parse_args()
+    if args.capacity:
+        capacity(args)
+        return
 
     server = RedisServer().start()
     upstreams = Upstreams().start()
@@ -235,6 +252,7 @@ def main() -> None:
                     int(stats.info("stats")["total_commands_processed"]) - commands_before
                 )
                 result["upstream_calls"] = upstreams.count("fx") + upstreams.count("wiki")
+                result["upstream_latencies"] = upstreams.latencies["fx"] + upstreams.latencies["wiki"]
                 results[variant] = result
     finally:
         telegram.stop()
@@ -242,9 +260,10 @@ def main() -> None:
         server.stop()
 
     span = f"{args.min_latency:g}-{args.max_latency:g} s"
+    pool = f"{args.pool or 'default'} pool, concurrency {args.concurrency or 'default'}"
     print(
         f"load: {args.users} users for {args.seconds:g} s, Zipf mix over {len(catalogue())} lookups, "
-        f"upstream {span} with {args.fault_rate:.0%} 503s, {os.cpu_count()} cores"
+        f"upstream {span} with {args.fault_rate:.0%} 503s, {os.cpu_count()} cores, worker: {pool}"
     )
     header = ("bot", "msgs/s", "sent", "lost", "dups", "upstream", "hit p50/p95/p99 ms",
               "miss p50/p95/p99 ms", "redis cmds/msg", "RSS MB")  # fmt: skip
@@ -257,6 +276,14 @@ def main() -> None:
                percentiles(hits), percentiles(misses), f"{r['redis_commands'] / max(r['sent'], 1):.1f}",
                f"{r['rss']:.0f}")  # fmt: skip
         print(" ".join(f"{v!s:<{-w}}" if w < 0 else f"{v!s:>{w}}" for v, w in zip(row, widths, strict=True)))
+    for name, r in results.items():
+        upstream_p50 = statistics.median(r["upstream_latencies"] or [0.0])
+        misses = [t for k, t in r["samples"] if k == "miss"]
+        if misses:
+            print(
+                f"{name}: upstream's own latency p50 {upstream_p50 * 1000:.0f} ms; "
+                f"miss p50 − that = {(statistics.median(misses) - upstream_p50) * 1000:+.0f} ms"
+            )
     ours, base = results["ours"], results["baseline"]
     all_ours = [t for _, t in ours["samples"]]
     all_base = [t for _, t in base["samples"]]
@@ -267,6 +294,78 @@ def main() -> None:
             f"{statistics.median(all_base) / statistics.median(all_ours):.0f}× lower; "
             f"upstream calls per request {calls[0]:.2f} vs {calls[1]:.2f}"
         )
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time of every process in a process group (a worker and its prefork children)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def capacity(args: argparse.Namespace) -> None:
+    """N distinct misses at once: how many lookups per second one worker answers."""
+    server = RedisServer().start()
+    upstreams = Upstreams().start()
+    telegram = TelegramEmulator(TOKEN).start()
+    n = args.capacity
+    chats = [80_000_000 + i for i in range(n)]
+    try:
+        upstreams.latency_range["fx"] = (args.min_latency, args.max_latency)
+        worker: list[int] = []
+        with bot_stack("ours", server.url, upstreams, telegram, args.concurrency, args.pool, worker):
+            telegram.reset()
+            cpu_before = group_cpu_seconds(worker[0])
+            started = time.monotonic()
+            for i, chat in enumerate(chats):
+                telegram.push(telegram.message_update(chat, chat, f"/fx {1000 + i} EUR USD"))
+            wanted = set(chats)
+
+            def all_answered() -> bool:  # one pass over what was sent (per chat would be n²)
+                return wanted <= {m.chat_id for m in telegram.messages()}
+
+            done = False
+            while not done and time.monotonic() - started < 120:
+                done = telegram.wait_for(all_answered, 2)
+                print(
+                    f"  {time.monotonic() - started:5.1f} s: {len(telegram.webhook_statuses)} updates taken, "
+                    f"{upstreams.count('fx')} upstream calls, {len(telegram.messages())} answers",
+                    file=sys.stderr,
+                )
+            elapsed = time.monotonic() - started
+            worker_cpu = group_cpu_seconds(worker[0]) - cpu_before
+            worker_rss = rss_mb(worker[0])
+            time.sleep(2)  # late duplicates would arrive now
+            per_chat = collections.Counter(m.chat_id for m in telegram.messages())
+            replies = [per_chat[c] for c in chats]
+    finally:
+        telegram.stop()
+        upstreams.stop()
+        server.stop()
+    answered = sum(1 for r in replies if r)
+    pool = f"{args.pool or 'default'} pool, concurrency {args.concurrency or 'default'}"
+    print(
+        f"capacity: {n} distinct /fx misses at once, upstream {args.min_latency:g}-{args.max_latency:g} s, "
+        f"one worker ({pool}), {os.cpu_count()} cores"
+    )
+    print(
+        f"answered {answered}/{n} in {elapsed:.1f} s{'' if done else ' (gave up waiting)'}: "
+        f"{answered / elapsed:.1f} lookups/s; upstream calls {upstreams.count('fx')}, peak in flight "
+        f"{upstreams.peak['fx']}; lost {n - answered}, duplicates {sum(max(0, r - 1) for r in replies)}"
+    )
+    print(
+        f"worker CPU {worker_cpu:.1f} s: {worker_cpu * 1000 / max(answered, 1):.1f} ms per lookup, so "
+        f"{answered / max(worker_cpu, 1e-9):.0f} lookups/s per core it has to itself (the bench, bot, "
+        f"emulators and Redis share these cores); worker main process RSS {worker_rss:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     WORKER_POOL: Literal["threads", "prefork"] = Field(
         "threads", description="worker pool: threads (many lookups at once) or prefork"
     )
-    WORKER_CONCURRENCY: int = Field(64, ge=1, le=1024, description="lookups one worker runs at once")
+    WORKER_CONCURRENCY: int = Field(128, ge=1, le=1024, description="lookups one worker runs at once")
     WORKER_METRICS_PORT: int = Field(9100, ge=0, le=65535, description="worker /metrics; 0: off")
 
     LOG_LEVEL: str = "INFO"
