@@ -68,7 +68,7 @@ async def run_once(broker_up: bool, args: argparse.Namespace) -> dict[str, float
         stop = asyncio.Event()
         missing = asyncio.create_task(misses(f"{url}/telegram/webhook", args.misses, stop))
         started = time.perf_counter()
-        result = await drive(api, f"{url}/telegram/webhook", args.inflight, args.seconds, "/fx 1 EUR USD")
+        result = await drive(api, [f"{url}/telegram/webhook"], args.inflight, args.seconds, "/fx 1 EUR USD")
         stop.set()
         result["misses_per_s"] = await missing / (time.perf_counter() - started)
         return result

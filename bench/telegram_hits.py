@@ -1,6 +1,6 @@
 """Hit-path throughput of one bot process on Telegram webhook mode, beside bare PTB echo bots.
 
-    .venv/bin/python bench/telegram_hits.py [--seconds 5] [--inflight 8 64]
+    .venv/bin/python bench/telegram_hits.py [--seconds 5] [--inflight 8 64] [--processes 2]
 
 Every update is a cache hit for our bot (the answer is seeded in Redis; many distinct users so
 the rate limit never bites). A load generator keeps N updates in flight: it POSTs an update
@@ -110,7 +110,8 @@ def update(update_id: int, chat_id: int, text: str) -> bytes:
     ).encode()
 
 
-async def drive(api: BotApi, url: str, inflight: int, seconds: float, text: str) -> dict[str, float]:
+async def drive(api: BotApi, urls: list[str], inflight: int, seconds: float, text: str) -> dict[str, float]:
+    """`urls`: the webhook of each bot process; senders spread over them as nginx would."""
     ids = itertools.count(int(time.time() * 1000) % 10**9 * 100)
     chats = itertools.cycle(range(10_000_000, 10_000_000 + USERS))
     latencies: list[float] = []
@@ -119,7 +120,7 @@ async def drive(api: BotApi, url: str, inflight: int, seconds: float, text: str)
     measuring = False
     deadline = 0.0
 
-    async def one_sender(session: aiohttp.ClientSession) -> None:
+    async def one_sender(session: aiohttp.ClientSession, url: str) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
             chat = next(chats)
@@ -145,11 +146,11 @@ async def drive(api: BotApi, url: str, inflight: int, seconds: float, text: str)
     connector = aiohttp.TCPConnector(limit=inflight * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=15)) as session:
         deadline = time.perf_counter() + 1.0  # warm-up
-        await asyncio.gather(*(one_sender(session) for _ in range(inflight)))
+        await asyncio.gather(*(one_sender(session, urls[i % len(urls)]) for i in range(inflight)))
         measuring = True
         start = time.perf_counter()
         deadline = start + seconds
-        await asyncio.gather(*(one_sender(session) for _ in range(inflight)))
+        await asyncio.gather(*(one_sender(session, urls[i % len(urls)]) for i in range(inflight)))
         elapsed = time.perf_counter() - start
     ordered = sorted(latencies) or [0.0]
     return {
@@ -213,7 +214,7 @@ async def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: floa
     raise RuntimeError(f"{url} did not become healthy")
 
 
-async def run(seconds: float, inflights: list[int]) -> None:
+async def run(seconds: float, inflights: list[int], processes: int) -> None:
     server = RedisServer().start()
     api = BotApi()
     api_runner = await api.start()
@@ -221,12 +222,16 @@ async def run(seconds: float, inflights: list[int]) -> None:
     redis_url = f"{server.url}/0"
     seed_hit(redis_url)
     results: dict[tuple[str, int], dict[str, float]] = {}
-    variants: list[tuple[str, list[str], dict[str, str]]] = []
-    port = free_port()
-    ours_env = hits_env(redis_url, redis_url, api_url, port, log_level="WARNING")
-    variants.append(("our bot (cache hits)", [sys.executable, "-m", "bot"], ours_env))
+    # (name, command, one environment per process): several processes are what
+    # `docker compose --scale bot=N` puts behind nginx, the load spread over them.
+    variants: list[tuple[str, list[str], list[dict[str, str]]]] = []
+    ours_env = hits_env(redis_url, redis_url, api_url, free_port(), log_level="WARNING")
+    variants.append(("our bot (cache hits)", [sys.executable, "-m", "bot"], [ours_env]))
     posting_env = {**ours_env, "TELEGRAM_WEBHOOK_REPLIES": "off"}
-    variants.append(("ours, replies POSTed", [sys.executable, "-m", "bot"], posting_env))
+    variants.append(("ours, replies POSTed", [sys.executable, "-m", "bot"], [posting_env]))
+    if processes > 1:
+        envs = [hits_env(redis_url, redis_url, api_url, free_port(), "WARNING") for _ in range(processes)]
+        variants.append((f"ours, {processes} processes", [sys.executable, "-m", "bot"], envs))
     for transport in ("default", "aiohttp"):
         echo_port = free_port()
         args = [
@@ -237,34 +242,40 @@ async def run(seconds: float, inflights: list[int]) -> None:
             "--port",
             str(echo_port),
         ]
-        variants.append(
-            (f"PTB echo, {transport} transport", [*args, "--transport", transport], {"PORT": str(echo_port)})
-        )
+        echo = [*args, "--transport", transport]
+        variants.append((f"PTB echo, {transport} transport", echo, [{"PORT": str(echo_port)}]))
     rss: dict[str, float] = {}
     try:
-        for name, argv, env in variants:
-            bot_port = int(env.get("PORT", env.get("HTTP_PORT", "0")))
+        for name, argv, envs in variants:
             if os.environ.get("BENCH_ONLY") and os.environ["BENCH_ONLY"] not in name:
                 continue
-            process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+            started = [
+                subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+                for env in envs
+            ]
+            pids = [process.pid for process in started]
             if os.environ.get("BENCH_PROFILE"):
                 profile = ["py-spy", "record", "-o", os.environ["BENCH_PROFILE"], "-d", "4", "-f", "raw"]
                 profile += ["-r", "500"]  # samples per second: enough to see a 1% frame
-                subprocess.Popen(["sh", "-c", f"sleep 3; exec {' '.join(profile)} -p {process.pid}"])
+                subprocess.Popen(["sh", "-c", f"sleep 3; exec {' '.join(profile)} -p {pids[0]}"])
             try:
-                url = f"http://127.0.0.1:{bot_port}"
-                await wait_healthy(url, process)
+                urls = [f"http://127.0.0.1:{env.get('PORT', env.get('HTTP_PORT'))}" for env in envs]
+                for url, process in zip(urls, started, strict=True):
+                    await wait_healthy(url, process)
                 for inflight in inflights:
-                    cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
-                    result = await drive(api, f"{url}/telegram/webhook", inflight, seconds, "/fx 1 EUR USD")
+                    cpu_before, wall_before = sum(map(cpu_seconds, pids)), time.perf_counter()
+                    hooks = [f"{url}/telegram/webhook" for url in urls]
+                    result = await drive(api, hooks, inflight, seconds, "/fx 1 EUR USD")
                     wall = time.perf_counter() - wall_before
-                    result["cpu"] = (cpu_seconds(process.pid) - cpu_before) / wall
+                    result["cpu"] = (sum(map(cpu_seconds, pids)) - cpu_before) / wall
                     result["cpu_ms_per_msg"] = result["cpu"] * 1000 / max(result["per_s"], 1)
                     results[(name, inflight)] = result
-                rss[name] = rss_mb(process.pid)
+                rss[name] = sum(map(rss_mb, pids))
             finally:
-                process.terminate()
-                process.wait(15)
+                for process in started:
+                    process.terminate()
+                for process in started:
+                    process.wait(15)
     finally:
         await api_runner.cleanup()
         server.stop()
@@ -280,7 +291,7 @@ async def run(seconds: float, inflights: list[int]) -> None:
             f" {r['errors']:>7.0f} {r['cpu'] * 100:>6.0f} {r['cpu_ms_per_msg']:>10.2f} {rss[name]:>7.0f}"
         )
     for inflight in inflights:
-        if len(results) < 4 * len(inflights):
+        if not all((name, inflight) in results for name, _, _ in variants):
             break
         ours = results[("our bot (cache hits)", inflight)]["per_s"]
         default = results[("PTB echo, default transport", inflight)]["per_s"]
@@ -291,14 +302,18 @@ async def run(seconds: float, inflights: list[int]) -> None:
             f"ours / aiohttp-transport echo = {ours / same:.2f}× "
             f"(with replies POSTed: {posting / default:.2f}×, {posting / same:.2f}×)"
         )
+        if processes > 1:
+            several = results[(f"ours, {processes} processes", inflight)]["per_s"]
+            print(f"{inflight} in flight: {processes} processes / one = {several / ours:.2f}×")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--inflight", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--processes", type=int, default=2, help="also ours as N processes (1: not)")
     args = parser.parse_args()
-    asyncio.run(run(args.seconds, args.inflight))
+    asyncio.run(run(args.seconds, args.inflight, args.processes))
 
 
 if __name__ == "__main__":
