@@ -264,7 +264,8 @@ class TelegramAdapter:
         """Put the answer in the webhook's response if the settings allow it for this chat
         and it is one message: Telegram executes it without a request of ours, and without
         telling anyone how it went — so only where the budgets the gate charged make a
-        refusal unlikely (a private chat by default; groups' limits are tighter than shown)."""
+        refusal unlikely (a private chat by default: a group has 20 messages a minute, and a
+        refused call there would vanish without a word)."""
         mode = self.settings.TELEGRAM_WEBHOOK_REPLIES
         group = request.meta.get("chat_type") in GROUP_TYPES
         if exchange.call is not None or mode == "off" or (mode == "private" and group):
