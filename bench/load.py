@@ -1,7 +1,7 @@
 """Load benchmark: our stack against a bare python-telegram-bot bot, same load, side by side.
 
     .venv/bin/python bench/load.py [--users 40] [--seconds 45] [--fault-rate 0.05]
-    .venv/bin/python bench/load.py --capacity 400 [--min-latency 1 --max-latency 1]
+    .venv/bin/python bench/load.py --capacity 1200 --min-latency 1 --max-latency 1 [--workers 2]
 
 Both bots run in Telegram webhook mode against the Bot API emulator; N simulated users each
 send a request, wait for the answer, think 0.2-1 s, and go again, for the given time. The
@@ -13,8 +13,9 @@ ratios; and the upstream's own latency at p50, which a miss cannot beat (ours âˆ
 what queueing, the broker and the pipeline add).
 
 --capacity N instead sends N distinct /fx misses at once (N chats, one each) to our stack
-only and prints distinct lookups answered per second by its one worker (the default pool:
-threads, WORKER_CONCURRENCY; --pool/--concurrency override), with lost and duplicates.
+only and prints distinct lookups answered per second by its worker(s) (the default pool:
+threads, WORKER_CONCURRENCY; --pool/--concurrency/--workers override), with lost and
+duplicates, and the workers' CPU per lookup.
 Prints figures; never fails on a number.
 """
 
@@ -157,10 +158,11 @@ def bot_stack(
     concurrency: int | None = None,
     pool: str | None = None,
     worker_pid: list[int] | None = None,
+    workers: int = 1,
 ) -> Iterator[int]:
-    """Run "ours" (a Celery worker and `python -m bot`) or "baseline" in webhook mode; yield the
-    bot's pid once it answers and the webhook is registered (and put the worker's in
-    `worker_pid`)."""
+    """Run "ours" (`workers` Celery workers and `python -m bot`) or "baseline" in webhook mode;
+    yield the bot's pid once it answers and the webhook is registered (and put the workers'
+    in `worker_pid`)."""
     port = free_port()
     env = {
         **os.environ,
@@ -189,12 +191,13 @@ def bot_stack(
     try:
         if variant == "ours":
             pool_args = (["-c", str(concurrency)] if concurrency else []) + (["-P", pool] if pool else [])
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", *pool_args,
-                 "--without-gossip", "--without-mingle"],
-                cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
-            if worker_pid is not None:
-                worker_pid.append(processes[-1].pid)
+            for n in range(workers):
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", *pool_args,
+                     "-n", f"w{n}@%h", "--without-gossip", "--without-mingle"],
+                    cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
+                if worker_pid is not None:
+                    worker_pid.append(processes[-1].pid)
             bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log)
         else:
             bot = subprocess.Popen(
@@ -227,6 +230,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help="worker pool size (default: WORKER_CONCURRENCY)")
     parser.add_argument("--pool", choices=["prefork", "threads"], help="worker pool (default: WORKER_POOL)")
     parser.add_argument("--capacity", type=int, default=0, help="N distinct misses at once instead")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (--capacity)")
     args = parser.parse_args()
     if args.capacity:
         capacity(args)
@@ -321,9 +325,11 @@ def capacity(args: argparse.Namespace) -> None:
     try:
         upstreams.latency_range["fx"] = (args.min_latency, args.max_latency)
         worker: list[int] = []
-        with bot_stack("ours", server.url, upstreams, telegram, args.concurrency, args.pool, worker):
+        with bot_stack(
+            "ours", server.url, upstreams, telegram, args.concurrency, args.pool, worker, args.workers
+        ):
             telegram.reset()
-            cpu_before = group_cpu_seconds(worker[0])
+            cpu_before = sum(map(group_cpu_seconds, worker))
             started = time.monotonic()
             for i, chat in enumerate(chats):
                 telegram.push(telegram.message_update(chat, chat, f"/fx {1000 + i} EUR USD"))
@@ -341,7 +347,7 @@ def capacity(args: argparse.Namespace) -> None:
                     file=sys.stderr,
                 )
             elapsed = time.monotonic() - started
-            worker_cpu = group_cpu_seconds(worker[0]) - cpu_before
+            worker_cpu = sum(map(group_cpu_seconds, worker)) - cpu_before
             worker_rss = rss_mb(worker[0])
             time.sleep(2)  # late duplicates would arrive now
             per_chat = collections.Counter(m.chat_id for m in telegram.messages())
@@ -354,7 +360,7 @@ def capacity(args: argparse.Namespace) -> None:
     pool = f"{args.pool or 'default'} pool, concurrency {args.concurrency or 'default'}"
     print(
         f"capacity: {n} distinct /fx misses at once, upstream {args.min_latency:g}-{args.max_latency:g} s, "
-        f"one worker ({pool}), {os.cpu_count()} cores"
+        f"{args.workers} worker process(es) ({pool}), {os.cpu_count()} cores"
     )
     print(
         f"answered {answered}/{n} in {elapsed:.1f} s{'' if done else ' (gave up waiting)'}: "
@@ -362,9 +368,9 @@ def capacity(args: argparse.Namespace) -> None:
         f"{upstreams.peak['fx']}; lost {n - answered}, duplicates {sum(max(0, r - 1) for r in replies)}"
     )
     print(
-        f"worker CPU {worker_cpu:.1f} s: {worker_cpu * 1000 / max(answered, 1):.1f} ms per lookup, so "
+        f"workers' CPU {worker_cpu:.1f} s: {worker_cpu * 1000 / max(answered, 1):.1f} ms per lookup, so "
         f"{answered / max(worker_cpu, 1e-9):.0f} lookups/s per core it has to itself (the bench, bot, "
-        f"emulators and Redis share these cores); worker main process RSS {worker_rss:.0f} MB"
+        f"emulators and Redis share these cores); a worker's RSS {worker_rss:.0f} MB"
     )
 
 
