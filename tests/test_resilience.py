@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -247,3 +248,55 @@ def test_reviews_parse_what_and_where() -> None:
         "place": "winter",
     }
     assert reviews.parse("ramen") == {"what": "ramen", "place": ""}
+
+
+def test_a_console_reply_is_not_lost_when_the_bot_stalls_past_its_redis_timeout(
+    bot_loop: Any, redis_client: Any
+) -> None:
+    """The console pops worker replies with a blocking pop. If the bot process stalls (GC,
+    an overloaded host) past the socket timeout while Redis hands it a reply, redis-py
+    times the read out and drops the connection — and the popped reply with it (seen once in
+    `make test`: a /fx answer the worker delivered never showed). The stall here is the
+    fault injected: the loop thread is blocked while the worker's sender pushes the reply."""
+    import queue as queue_module
+    import time
+
+    from bot.core.request import Reply, Request
+    from bot.main import make_redis
+    from bot.pipeline import Pipeline
+    from bot.platforms.console import sender
+    from bot.platforms.console.adapter import ConsoleAdapter
+    from config import get_settings
+    from tasks.enqueue import CeleryQueue
+
+    settings = get_settings().model_copy(update={"REDIS_TIMEOUT": 0.5})  # socket timeout 1.5 s
+    replies: queue_module.Queue[str] = queue_module.Queue()
+
+    async def start() -> ConsoleAdapter:
+        pipeline = Pipeline(settings, make_redis(settings), CeleryQueue(settings))
+        adapter = ConsoleAdapter(pipeline, settings, replies.put, user="stall")
+        await adapter.connect()
+        return adapter
+
+    adapter = bot_loop.run(start())
+    request = Request("console", adapter.session, "stall", f"console:{adapter.session}-1", "fx", "1 EUR USD")
+    adapter.pending.add(request.request_id)
+    blocked = threading.Event()
+
+    def stall() -> None:
+        blocked.set()
+        time.sleep(2.5)  # the injected fault: the loop is blocked past the 1.5 s socket timeout
+
+    # The listener's blocking pop is waiting in Redis when the stall begins.
+    def popping() -> bool:
+        clients = redis_client.client_list()
+        return any(c.get("cmd") in ("blpop", "blmove") and "b" in c.get("flags", "") for c in clients)
+
+    assert wait_until(popping, timeout=5)
+    bot_loop.loop.call_soon_threadsafe(stall)
+    assert blocked.wait(5)
+    sender.send(redis_client, request, Reply("1.00 EUR = 1.09 USD"))
+    try:
+        assert replies.get(timeout=10) == "1.00 EUR = 1.09 USD"
+    finally:
+        bot_loop.run(adapter.disconnect())

@@ -118,6 +118,11 @@ def console_replies(chat: str) -> str:
     return f"console:replies:{chat}"
 
 
+def console_taking(chat: str) -> str:
+    """Replies a console session has popped and not yet written (bot/platforms/console)."""
+    return f"console:taking:{chat}"
+
+
 # --- upstreams: breakers and quotas --------------------------------------------------------------
 def breaker(provider: str) -> str:
     """The breaker's state hash (state, open_until); the gate reads it too."""

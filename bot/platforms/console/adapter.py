@@ -26,6 +26,7 @@ from bot.core import keys
 from bot.core.queue import TaskQueue
 from bot.core.request import Request
 from bot.pipeline import Outcome, Pipeline, parse_command
+from bot.platforms.console.sender import REPLY_LIST_TTL
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,13 @@ class ConsoleAdapter:
         self.user = user
         self.session = session or secrets.token_hex(4)
         self.pending: set[str] = set()
+        self._shown: set[str] = set()  # request ids whose reply was written
         self._ids = itertools.count(1)
         self._idle = asyncio.Event()
         self._idle.set()
         self._listener: asyncio.Task[None] | None = None
         self._stopping = False
-        # BLPOP blocks for POLL_SECONDS: the socket timeout must be longer than that.
+        # BLMOVE blocks for POLL_SECONDS: the socket timeout must be longer than that.
         self._redis = aioredis.Redis.from_url(
             settings.REDIS_URL,
             socket_timeout=POLL_SECONDS + settings.REDIS_TIMEOUT,
@@ -99,34 +101,55 @@ class ConsoleAdapter:
             return False
 
     async def disconnect(self) -> None:
-        # Cancelling a task blocked in BLPOP can wedge redis-py's connection teardown; the
+        # Cancelling a task blocked in BLMOVE can wedge redis-py's connection teardown; the
         # listener instead notices the flag within one poll and returns by itself.
         self._stopping = True
         if self._listener:
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await self._redis.rpush(keys.console_replies(self.session), "{}")  # wake BLPOP now
+                await self._redis.rpush(keys.console_replies(self.session), "{}")  # wake BLMOVE now
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._listener, POLL_SECONDS + self.settings.REDIS_TIMEOUT)
         await self._redis.aclose()
 
     async def _listen(self) -> None:
+        """Pop replies with BLMOVE onto a list of this session's own and remove each from it
+        only once written: a pop whose answer the process never read (it stalled past the
+        socket timeout, and redis-py dropped the connection) leaves its reply there, to be
+        taken again, instead of losing it as BLPOP did."""
         key = keys.console_replies(self.session)
+        taking = keys.console_taking(self.session)
+        backlog = True  # what an earlier pop left on the taking list
         while not self._stopping:
             try:
-                item = await self._redis.blpop([key], timeout=POLL_SECONDS)
+                if backlog:
+                    items = await self._redis.lrange(taking, 0, -1)
+                    backlog = False
+                else:
+                    item = await self._redis.blmove(key, taking, POLL_SECONDS, "LEFT", "RIGHT")
+                    items = [item] if item is not None else []
+                for raw in items:
+                    item = raw.decode() if isinstance(raw, bytes) else raw
+                    self._show(item)
+                    done = self._redis.pipeline(transaction=False)
+                    done.lrem(taking, 1, item)
+                    done.expire(taking, REPLY_LIST_TTL)  # a session that went away: it expires
+                    await done.execute()
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.warning("console: waiting for Redis to come back: %r", exc)
+                backlog = True
                 await asyncio.sleep(POLL_SECONDS)  # back off before reconnecting
-                continue
-            if not item:
-                continue
-            payload = json.loads(item[1])
-            if "request_id" not in payload:
-                continue  # the wake-up pushed by disconnect()
-            self.pending.discard(payload["request_id"])
-            self.write(payload["text"])
-            if not self.pending:
-                self._idle.set()
+
+    def _show(self, item: str) -> None:
+        payload = json.loads(item)
+        if "request_id" not in payload:
+            return  # the wake-up pushed by disconnect()
+        if payload["request_id"] not in self.pending and payload["request_id"] in self._shown:
+            return  # written already; only its removal from the taking list was lost
+        self._shown.add(payload["request_id"])
+        self.pending.discard(payload["request_id"])
+        self.write(payload["text"])
+        if not self.pending:
+            self._idle.set()
 
 
 def _stdin_lines(stream: IO[str], loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
