@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import queue
 import subprocess
@@ -356,15 +357,17 @@ def telegram() -> Any:
     return _TELEGRAM.get()
 
 
+_TG_USER_IDS = itertools.count(500_000 + os.getpid() % 1_000 * 1_000_000)
+
+
 @pytest.fixture
 def make_tg_chat(telegram: Any) -> Callable[..., Any]:
     from tests.chat_telegram import TelegramChat
 
-    ids = iter(range(10_000))
-
     def make(chat_type: str = "private", user_id: int | None = None) -> TelegramChat:
-        n = next(ids)
-        user = user_id or 500_000 + n + int(uuid.uuid4().int % 100_000) * 10
+        # Unique for the whole session: random ids could make two chats of one test one chat
+        # (and one of them "got" the other's reply).
+        user = user_id or next(_TG_USER_IDS)
         chat_id = user if chat_type == "private" else -(1_000_000_000 + user)
         return TelegramChat(telegram, chat_id, user, chat_type)
 
