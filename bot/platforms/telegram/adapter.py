@@ -194,9 +194,12 @@ class TelegramAdapter:
         try:
             await response.prepare(request)
             await response.write_eof()
-        except ConnectionResetError:  # Telegram hung up first: it redelivers, nothing is done
+        except ConnectionResetError:  # Telegram hung up first: it will redeliver
             log.info("telegram: the webhook's caller left before its answer")
-            return response
+            if exchange.call is not None:
+                return response  # the answer went nowhere: unmarked, the redelivery answers
+            # Otherwise the answer went (or will go) its own way: mark it done, or the
+            # redelivery would answer a second time once the lease ran out.
         for handled, outcome in exchange.handled:
             self.pipeline.settle(handled, outcome)
         return response
