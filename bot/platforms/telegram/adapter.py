@@ -173,7 +173,7 @@ class TelegramAdapter:
             return web.Response(status=403, text="forbidden")
         try:
             data = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than json can read
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return web.Response(status=400, text="bad update")
