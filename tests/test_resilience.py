@@ -16,7 +16,7 @@ import redis
 
 from bot.commands import registry
 from bot.commands.lookups import reviews
-from bot.core import cache
+from bot.core import cache, keys
 from bot.core.request import Request
 from bot.main import make_redis
 from bot.pipeline import Pipeline
@@ -281,11 +281,12 @@ def test_a_console_reply_is_not_lost_when_the_bot_stalls_past_its_redis_timeout(
     adapter = bot_loop.run(start())
     request = Request("console", adapter.session, "stall", f"console:{adapter.session}-1", "fx", "1 EUR USD")
     adapter.pending.add(request.request_id)
-    blocked = threading.Event()
+    blocked, release = threading.Event(), threading.Event()
+    socket_timeout = 1 + settings.REDIS_TIMEOUT  # the console client's: POLL_SECONDS + REDIS_TIMEOUT
 
-    def stall() -> None:
+    def stall() -> None:  # the injected fault: the loop thread blocked until the test lets go
         blocked.set()
-        time.sleep(2.5)  # the injected fault: the loop is blocked past the 1.5 s socket timeout
+        release.wait(15)
 
     # The listener's blocking pop is waiting in Redis when the stall begins.
     def popping() -> bool:
@@ -295,8 +296,16 @@ def test_a_console_reply_is_not_lost_when_the_bot_stalls_past_its_redis_timeout(
     assert wait_until(popping, timeout=5)
     bot_loop.loop.call_soon_threadsafe(stall)
     assert blocked.wait(5)
+    stalled_at = time.monotonic()
     sender.send(redis_client, request, Reply("1.00 EUR = 1.09 USD"))
     try:
+        # Let the loop go once Redis has handed the reply to the stalled pop and that pop's
+        # read has outlived the socket timeout (it began before the stall).
+        key = keys.console_replies(adapter.session)
+        assert wait_until(lambda: redis_client.llen(key) == 0, timeout=5), "the pop never took it"
+        assert wait_until(lambda: time.monotonic() - stalled_at > socket_timeout + 0.1, timeout=5)
+        release.set()
         assert replies.get(timeout=10) == "1.00 EUR = 1.09 USD"
     finally:
+        release.set()
         bot_loop.run(adapter.disconnect())
