@@ -3,8 +3,10 @@ that take Redis, the broker or a worker away, or need settings of their own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tests.botprocess import BotProcess
@@ -37,7 +39,27 @@ def stack_bot(telegram: Any, env: dict[str, str]) -> BotProcess:
 
 
 def start_stack(redis_url: str, broker_url: str, telegram: Any, **extra: str) -> tuple[Worker, BotProcess]:
-    """A started worker and webhook bot on the given Redis and broker (and settings)."""
+    """A started worker and webhook bot on the given Redis and broker (and settings); the
+    worker runs 2 lookups at once unless `extra` sets WORKER_CONCURRENCY."""
     env = stack_env(redis_url, broker_url, **extra)
-    worker = Worker(env, name="stack").start()
-    return worker, stack_bot(telegram, env).start()
+    worker = Worker(env, concurrency=int(extra.get("WORKER_CONCURRENCY", 2)), name="stack").start()
+    try:
+        return worker, stack_bot(telegram, env).start()
+    except BaseException:
+        worker.stop()
+        raise
+
+
+@contextlib.contextmanager
+def running_stack(
+    redis_url: str, broker_url: str, telegram: Any, **extra: str
+) -> Iterator[tuple[Worker, BotProcess]]:
+    """start_stack for a `with` block: both stopped after it, and the webhook forgotten (as
+    if deleted), so later tests may poll again."""
+    worker, bot = start_stack(redis_url, broker_url, telegram, **extra)
+    try:
+        yield worker, bot
+    finally:
+        bot.stop()
+        worker.stop()
+        telegram.state.webhook_url = ""

@@ -25,7 +25,7 @@ from dev.redis_server import RedisServer
 from tasks.enqueue import CeleryQueue
 from tests.conftest import Chat, LoopThread, Worker, amqp_url_or_skip, wait_until
 from tests.scale import scale
-from tests.stacks import start_stack
+from tests.stacks import running_stack, start_stack
 
 
 def pool_children(pid: int) -> list[int]:
@@ -288,8 +288,7 @@ def test_killing_pool_processes_on_rabbitmq_loses_and_duplicates_nothing(
     processes die mid-lookup; every request is answered once."""
     amqp = amqp_url_or_skip()
     redis.Redis.from_url(f"{redis_server.url}/14").flushdb()
-    worker, bot = start_stack(f"{redis_server.url}/14", amqp, telegram, WORKER_POOL="prefork")
-    try:
+    with running_stack(f"{redis_server.url}/14", amqp, telegram, WORKER_POOL="prefork") as (worker, _):
         upstreams.latency["fx"] = 0.6  # lookups are in flight when the processes die
         chats = [make_tg_chat() for _ in range(scale(8, 40))]
         for n, chat in enumerate(chats):
@@ -304,7 +303,3 @@ def test_killing_pool_processes_on_rabbitmq_loses_and_duplicates_nothing(
             assert chat.reply(timeout=60).startswith(f"{700 + n}.00 USD = ")
         for chat in chats:
             chat.assert_no_reply(within=0.2)
-    finally:
-        bot.stop()
-        worker.stop()
-        telegram.state.webhook_url = ""

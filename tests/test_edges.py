@@ -11,7 +11,7 @@ import requests
 from dev.redis_server import RedisServer, free_port
 from tests.chat_telegram import telegram_bot
 from tests.conftest import Worker, wait_until
-from tests.stacks import stack_bot, stack_env, start_stack
+from tests.stacks import running_stack, stack_bot, stack_env
 
 UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
 
@@ -54,8 +54,7 @@ def test_a_quota_wait_has_a_deadline_then_the_user_is_told(
     """One geocoding call a minute: the second of two distinct /weather lookups would wait a
     minute in the queue; past QUOTA_WAIT_MAX it is answered "busy, try again in N s"."""
     quota = {"UPSTREAM_RATE_LIMITS": "open-meteo-geocoding=1/minute", "QUOTA_WAIT_MAX": "2"}
-    worker, bot = start_stack(f"{redis_server.url}/11", f"{redis_server.url}/12", telegram, **quota)
-    try:
+    with running_stack(f"{redis_server.url}/11", f"{redis_server.url}/12", telegram, **quota):
         first, second = make_tg_chat(), make_tg_chat()
         first.send("/weather Paris")
         assert first.reply(timeout=20).startswith("Paris")
@@ -63,10 +62,6 @@ def test_a_quota_wait_has_a_deadline_then_the_user_is_told(
         answer = second.reply(timeout=20)
         assert answer.startswith("Open-Meteo is busy right now. Please try again in "), answer
         second.assert_no_reply(within=0.5)
-    finally:
-        bot.stop()
-        worker.stop()
-        telegram.state.webhook_url = ""
 
 
 def test_a_redelivery_after_a_crash_mid_reply_is_answered_once(
@@ -104,15 +99,10 @@ def test_a_fan_out_with_no_source_configured_gives_its_lease_back(
     no_keys = {"YELP_API_KEY": "", "FOURSQUARE_API_KEY": "", "GOOGLE_PLACES_API_KEY": ""}
     app = redis.Redis.from_url(f"{redis_server.url}/15")
     app.flushdb()
-    worker, bot = start_stack(f"{redis_server.url}/15", f"{redis_server.url}/12", telegram, **no_keys)
-    try:
+    with running_stack(f"{redis_server.url}/15", f"{redis_server.url}/12", telegram, **no_keys):
         chat = make_tg_chat()
         update = chat.send("/reviews pizza in Naples")
         assert chat.reply(timeout=20).startswith("Reviews are not set up")
         request_id = f"telegram:{update['update_id']}"
         assert wait_until(lambda: app.zscore("lookups:leases", request_id) is None, timeout=10)
         assert app.exists(f"landed:{request_id}")
-    finally:
-        bot.stop()
-        worker.stop()
-        telegram.state.webhook_url = ""

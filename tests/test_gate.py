@@ -54,6 +54,25 @@ class CommandLog:
         return [names.get(c[1], c[1]) if c[0].upper() == "EVALSHA" else c[0].upper() for c in calls]
 
 
+def _warm_pipeline(bot_loop: LoopThread, settings: Any) -> Pipeline:
+    """A pipeline on a client set up as the bot's is at start (pool opened, scripts loaded)."""
+
+    async def start() -> Pipeline:
+        client = make_redis(settings)
+        await warm_redis(client)
+        return Pipeline(settings, client, CeleryQueue(settings))
+
+    result: Pipeline = bot_loop.run(start())
+    return result
+
+
+def _seed_fx_hit(seed: redis.Redis, text: str) -> None:
+    """`/fx 1 EUR USD` answered from the cache with `text`."""
+    fx = registry.get("fx")
+    assert fx is not None
+    seed.set(fx.cache_key({"amount": "1", "from": "EUR", "to": "USD"}), cache.encode(text, "answer", 3600))
+
+
 def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> None:
     """Hits, misses, local answers, usage errors and limited messages: one EVALSHA each and
     nothing else; a message's done-mark rides on the next one's gate call, and the last
@@ -62,19 +81,8 @@ def test_gate_costs_one_round_trip_per_message(bot_loop: LoopThread, worker) -> 
     try:
         settings = get_settings().model_copy(update={"REDIS_URL": f"{server.url}/0"})
         seed = redis.Redis.from_url(settings.REDIS_URL)
-        pipeline_holder: dict[str, Pipeline] = {}
-
-        async def setup() -> None:
-            client = make_redis(settings)
-            await warm_redis(client)
-            pipeline_holder["p"] = Pipeline(settings, client, CeleryQueue(settings))
-
-        bot_loop.run(setup())
-        pipeline = pipeline_holder["p"]
-        fx = registry.get("fx")
-        assert fx is not None
-        cache_key = fx.cache_key({"amount": "1", "from": "EUR", "to": "USD"})
-        seed.set(cache_key, cache.encode("1 EUR = 1.09 USD", "answer", 3600))
+        pipeline = _warm_pipeline(bot_loop, settings)
+        _seed_fx_hit(seed, "1 EUR = 1.09 USD")
 
         log = CommandLog(settings.REDIS_URL)
 
@@ -115,24 +123,12 @@ def test_a_cold_burst_opens_no_connections_and_costs_one_round_trip_each(bot_loo
     try:
         settings = get_settings().model_copy(update={"REDIS_URL": f"{server.url}/0", "RATE_LIMIT_BURST": 100})
         seed = redis.Redis.from_url(settings.REDIS_URL)
-        fx = registry.get("fx")
-        assert fx is not None
-        seed.set(
-            fx.cache_key({"amount": "1", "from": "EUR", "to": "USD"}), cache.encode("1 EUR", "answer", 3600)
-        )
-        holder: dict[str, Pipeline] = {}
-
-        async def start() -> None:
-            client = make_redis(settings)
-            await warm_redis(client)
-            holder["p"] = Pipeline(settings, client, CeleryQueue(settings))
-
-        bot_loop.run(start())
+        _seed_fx_hit(seed, "1 EUR")
+        pipeline = _warm_pipeline(bot_loop, settings)
         connections_before = seed.info("stats")["total_connections_received"]
         log = CommandLog(settings.REDIS_URL)
 
         async def burst() -> list[str]:
-            pipeline = holder["p"]
             outcomes = await asyncio.gather(
                 *(
                     pipeline.handle(_request(n, user=f"u{n}", command="fx", args="1 EUR USD"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Chat, Worker, wait_until
+from tests.conftest import Chat, wait_until
 from tests.emulators.upstreams import Fault
 
 
@@ -200,18 +200,12 @@ def test_a_worker_runs_many_lookups_at_once(redis_server, upstreams, telegram, m
     instead of one per process (prefork's 8 processes capped misses at ~8 in flight). More
     than 100 at once: redis-py's default pool stopped there and failed lookups with
     MaxConnectionsError."""
-    from tests.stacks import stack_bot, stack_env
+    from tests.stacks import running_stack
 
     upstreams.gather["fx"] = (110, 20.0)  # every call waits until 110 are in flight at once
-    env = stack_env(
-        f"{redis_server.url}/13",
-        f"{redis_server.url}/14",
-        WORKER_CONCURRENCY="150",
-        UPSTREAM_READ_TIMEOUT="25",
-    )
-    worker = Worker(env, concurrency=150, name="threads").start()
-    bot = stack_bot(telegram, env).start()
-    try:
+    slow = {"WORKER_CONCURRENCY": "150", "UPSTREAM_READ_TIMEOUT": "25"}
+    app, broker = f"{redis_server.url}/13", f"{redis_server.url}/14"
+    with running_stack(app, broker, telegram, **slow) as (worker, _):
         chats = [make_tg_chat() for _ in range(140)]
         for n, chat in enumerate(chats):
             chat.send(f"/fx {700 + n} EUR USD")  # distinct misses
@@ -219,7 +213,3 @@ def test_a_worker_runs_many_lookups_at_once(redis_server, upstreams, telegram, m
             assert chat.reply(timeout=30).startswith(f"{700 + n:.2f} EUR = ")
         assert upstreams.peak["fx"] >= 110, f"at most {upstreams.peak['fx']} upstream calls at once"
         assert "prefork" not in worker.logs() and "MaxConnectionsError" not in worker.logs()
-    finally:
-        bot.stop()
-        worker.stop()
-        telegram.state.webhook_url = ""
