@@ -46,7 +46,7 @@ async def warm_redis(client: aioredis.Redis) -> None:
     """Open every connection of the pool and load the gate's scripts before the first message:
     a burst at start-up then costs one round trip per message, as later ones do, instead of
     a connection set-up (and CLIENT SETINFO) each."""
-    from bot.core import gate
+    from bot.core.gate import Gate
 
     pool = client.connection_pool
     opened = await asyncio.gather(
@@ -56,8 +56,7 @@ async def warm_redis(client: aioredis.Redis) -> None:
         if not isinstance(connection, BaseException):
             await pool.release(connection)
     try:
-        for script in (gate.SCRIPT, gate.SETTLE):
-            await client.script_load(script)
+        await Gate.load_scripts(client)
     except (redis.exceptions.RedisError, OSError) as exc:  # users are told it is unavailable
         log.warning("bot: Redis is not reachable at start: %r", exc)
 

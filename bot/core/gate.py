@@ -55,7 +55,6 @@ class Gate:
     def __init__(self, redis_client: Any, settings: Settings):
         self.redis = redis_client
         rate = settings.rate
-        self._dedupe_ttl = settings.DEDUPE_TTL
         self._constants = (
             str(int(settings.DEDUPE_LEASE * 1000)).encode(),
             str(rate.interval_ms).encode(),
@@ -63,7 +62,7 @@ class Gate:
         )
         self._coalesce_ttl = str(settings.COALESCE_TTL).encode()
         self._coalesce = "k" if settings.COALESCE else "-"
-        self._dedupe_ttl_arg = str(settings.DEDUPE_TTL).encode()
+        self._dedupe_ttl = str(settings.DEDUPE_TTL).encode()
         self._settled: list[str] = []  # markers of answered requests, not yet set "d"
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
@@ -92,7 +91,7 @@ class Gate:
         args = (
             9 + len(outbound) + len(settled), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats,
             *lookup_keys, keys.rate_told(user), *(b.key for b in outbound), *settled,
-            user, lease, interval, burst, flags, payload, self._coalesce_ttl, self._dedupe_ttl_arg,
+            user, lease, interval, burst, flags, payload, self._coalesce_ttl, self._dedupe_ttl,
             *(n for b in outbound for n in (b.interval_ms, b.burst)),
         )  # fmt: skip
         try:
@@ -141,6 +140,12 @@ class Gate:
             self._flush = None
         await asyncio.gather(*self._flushing, return_exceptions=True)
         await self.flush()
+
+    @staticmethod
+    async def load_scripts(redis_client: Any) -> None:
+        """Load both scripts into Redis, so that the first messages need no EVAL of them."""
+        for script in (SCRIPT, SETTLE):
+            await redis_client.script_load(script)
 
     async def handled_elsewhere(self, request_id: str, lease: float) -> bool:
         """Another process holds this request id's lease: wait until it is done (True), or

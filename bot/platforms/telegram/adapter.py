@@ -25,7 +25,7 @@ from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
 from bot.pipeline import Outcome, Pipeline, parse_command
 from bot.platforms.telegram.budget import buckets
-from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render
+from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render, reply_parameters
 from bot.platforms.telegram.transport import AiohttpRequest
 from config import Settings
 
@@ -283,10 +283,7 @@ class TelegramAdapter:
             "parse_mode": PARSE_MODE,
         }
         if group:
-            call["reply_parameters"] = {
-                "message_id": request.meta["message_id"],
-                "allow_sending_without_reply": True,
-            }
+            call["reply_parameters"] = reply_parameters(request.meta["message_id"])
         exchange.call = call
         return True
 
@@ -305,9 +302,7 @@ class TelegramAdapter:
         params: dict[str, str] = {"chat_id": chat or request.chat, "parse_mode": PARSE_MODE}
         if not chat and request.meta.get("chat_type") in GROUP_TYPES and request.meta.get("message_id"):
             # In a group, show which message this answers; in a private chat it is obvious.
-            params["reply_parameters"] = json.dumps(
-                {"message_id": request.meta["message_id"], "allow_sending_without_reply": True}
-            )
+            params["reply_parameters"] = json.dumps(reply_parameters(request.meta["message_id"]))
         try:
             for part in render(reply.text):
                 params["text"] = part

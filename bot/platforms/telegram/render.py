@@ -17,6 +17,11 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return text_rules.split_text(text, limit)
 
 
+def reply_parameters(message_id: int) -> dict[str, object]:
+    """Show which message an answer answers (in a group), and send it even if that one is gone."""
+    return {"message_id": message_id, "allow_sending_without_reply": True}
+
+
 def render(text: str) -> list[str]:
     """Parts ready for `parse_mode=HTML`: split on the visible text, then escaped, so an
     `&amp;` still counts as the one character Telegram shows."""

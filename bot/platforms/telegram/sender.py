@@ -18,7 +18,7 @@ from bot.core.request import Reply, Request
 from bot.ops import metrics
 from bot.platforms.base import http_session
 from bot.platforms.telegram.budget import buckets
-from bot.platforms.telegram.render import PARSE_MODE, PLATFORM, render
+from bot.platforms.telegram.render import PARSE_MODE, PLATFORM, render, reply_parameters
 from config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,7 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
             continue  # sent by an earlier try of this task
         params: dict[str, Any] = {"chat_id": request.chat, "text": part, "parse_mode": PARSE_MODE}
         if index == 0 and request.meta.get("message_id"):
-            params["reply_parameters"] = json.dumps(
-                {"message_id": request.meta["message_id"], "allow_sending_without_reply": True}
-            )
+            params["reply_parameters"] = json.dumps(reply_parameters(request.meta["message_id"]))
         _send_part(redis_client, url, params, settings, request)
         pipe = redis_client.pipeline()
         pipe.hset(marker, index, 1)
