@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-heavy lint bench clean
+.PHONY: run test test-heavy lint bench catalogs clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
@@ -27,6 +27,14 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
+
+# After changing a text users read: the template from the code, then each language's catalog
+# updated from it (new texts untranslated: tests/test_i18n.py fails until they are translated).
+catalogs: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k t -k tn:1,2 -k N_ --no-location --sort-output \
+		--omit-header -o bot/locale/messages.pot .
+	$(VENV)/bin/pybabel update -i bot/locale/messages.pot -d bot/locale --no-fuzzy-matching \
+		--ignore-obsolete --ignore-pot-creation-date -w 100
 
 bench: $(STAMP)
 	$(PY) bench/gate.py

@@ -18,8 +18,9 @@ import redis.exceptions
 
 from bot.commands import admin, registry
 from bot.commands.registry import Params, UsageError
-from bot.core import phrases
+from bot.core import i18n, phrases
 from bot.core.gate import Decision, Gate
+from bot.core.i18n import t
 from bot.core.limits import Bucket
 from bot.core.queue import TaskQueue
 from bot.core.request import Reply, Request
@@ -40,6 +41,8 @@ class Outcome:
     # Shown only where silence is not an option (a Discord interaction must be answered):
     # the "try again in N s" of a flood the user was already told about.
     quiet: Reply | None = None
+    # The language the replies are rendered in: an adapter says its own notes in it too.
+    language: str = i18n.SOURCE
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,18 @@ class Pipeline:
         except (redis.exceptions.RedisError, OSError) as exc:
             # redis-py 8's repr of an error leaves out Redis' message: log both.
             log.error("%s: gate unavailable: %r (%s)", request.request_id, exc, exc)
-            return Outcome(Reply(phrases.UNAVAILABLE, "error"), decision="unavailable")
+            language = i18n.choose(request.locale)
+            reply = Reply(phrases.UNAVAILABLE, "error").rendered(language)
+            return Outcome(reply, decision="unavailable", language=language)
         outcome = await self._answer(request, parsed, decision, before_queue)
+        # In the asker's language: their /lang choice (the gate read it), else the platform's.
+        language = i18n.choose(decision.language, request.locale)
+        outcome = replace(
+            outcome,
+            reply=outcome.reply and outcome.reply.rendered(language),
+            quiet=outcome.quiet and outcome.quiet.rendered(language),
+            language=language,
+        )
         if decision.deferred and outcome.reply is not None:
             # Over the outbound budget: a worker sends it once there is room, never a 429.
             await self.queue.deliver(request, outcome.reply)
@@ -155,12 +168,12 @@ class Pipeline:
             problem = Reply(phrases.HINT, "usage")
         elif command is None:
             name = request.command[:32]
-            problem = Reply(f"Unknown command /{name}. Send /help for the list.", "usage")
+            problem = Reply(t("Unknown command /{name}. Send /help for the list.", name=name), "usage")
         else:
             try:
                 params = command.run_parser(request.args)
             except UsageError as exc:
-                problem = Reply(f"{exc}\nUsage: {command.usage}", "usage")
+                problem = Reply(phrases.usage(exc.message, command.usage), "usage")
         cache_key = command.cache_key(params) if command and command.is_lookup and not problem else None
         breaker = command.breaker if command else ""
         decision = await self.gate.check(request, cache_key, is_admin, breaker, outbound)
@@ -196,14 +209,18 @@ class Pipeline:
             return Outcome(problem, decision="usage")
         if command.local is not None:
             return Outcome(Reply(command.local(params, is_admin)), decision="local")
+        if command.personal is not None:
+            return Outcome(Reply(await command.personal(self.redis, request, params)), decision="personal")
         if outcome in ("hit", "stale", "stale_refresh", "stale_open"):
             cached = json.loads(decision.value)
             text = cached["text"]
             if outcome != "hit":
                 why = (
-                    phrases.not_answering(command.provider_name) if outcome == "stale_open" else "refreshing"
+                    phrases.not_answering(command.provider_name)
+                    if outcome == "stale_open"
+                    else phrases.REFRESHING
                 )
-                text = f"{text}\n{phrases.stale_note(float(cached.get('at', 0)), f'may be outdated — {why}')}"
+                text = [text, phrases.stale_note(float(cached.get("at", 0)), phrases.may_be_outdated(why))]
             if outcome == "stale_refresh":
                 await self._refresh(request, params)
             return Outcome(Reply(text, cached.get("kind", "answer")), decision=outcome)

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     DEDUPE_LEASE: float = Field(30.0, ge=1, le=600, description="seconds a request id is being handled")
     DEDUPE_TTL: int = Field(86_400, ge=60, description="seconds a request id is remembered")
 
+    # --- what users read --------------------------------------------------------------
+    DEFAULT_LANGUAGE: Literal["en", "de", "fr"] = Field(
+        "en", description="for users whose platform names no language we have (and the console)"
+    )
+
     # --- lookups --------------------------------------------------------------------
     LOOKUP_MAX_RETRIES: int = Field(3, ge=0, le=20, description="retries after the first try")
     LOOKUP_RETRY_BACKOFF: float = Field(1.0, gt=0, description="first backoff in seconds; doubles")

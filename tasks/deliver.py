@@ -14,6 +14,7 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from bot.core import i18n, keys
 from bot.core.delivery import RetryLater, Undeliverable
 from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
@@ -38,10 +39,21 @@ def _reason(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
 
 
+def language_of(req: Request) -> str:
+    """The language to answer in: the user's /lang choice as of now (it may have changed
+    while the lookup ran, and requests coalesced behind a lookup were stored before the gate
+    read it), else the platform's."""
+    chosen = worker_redis().hget(keys.prefs(req.user_key), keys.LANG_FIELD)
+    return i18n.choose(chosen.decode() if isinstance(chosen, bytes) else chosen, req.locale)
+
+
 def send(req: Request, reply: Reply) -> None:
-    """Send a reply now. A platform's final refusal (the user blocked the bot) is logged and
-    counted here; what may go later (RETRYABLE) is raised for the caller to schedule."""
+    """Send a reply now, in the reader's language. A platform's final refusal (the user
+    blocked the bot) is logged and counted here; what may go later (RETRYABLE) is raised for
+    the caller to schedule."""
     try:
+        if not isinstance(reply.text, str):
+            reply = reply.rendered(language_of(req))
         sender_for(req.platform)(worker_redis(), req, reply)
     except Undeliverable as exc:
         log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)

@@ -11,6 +11,7 @@ from celery.exceptions import Retry
 
 from bot.commands import registry
 from bot.commands.registry import Command, FanOut
+from bot.core.i18n import t
 from bot.core.request import Reply
 from bot.ops import sentry
 from config import get_settings
@@ -23,7 +24,11 @@ from tasks.records import count
 from tasks.runtime import upstream
 
 # What a source reports for each failure, in place of its places.
-SOURCE_ERRORS = {"exhausted": "over its daily quota", "open": "unavailable", "crash": "not answering"}
+SOURCE_ERRORS = {
+    "exhausted": t("over its daily quota"),
+    "open": t("unavailable"),
+    "crash": t("not answering"),
+}
 
 
 def _spread(command_name: str) -> tuple[Command, FanOut]:
@@ -95,15 +100,18 @@ def _ask_source(
             countdown=failure.after, kwargs={"failures": failures, "asked": asked, "lease": lease}
         ) from None
     if failure.kind == "wait":
-        return {"source": source, "error": "busy"}
+        return {"source": source, "error": t("busy")}
     if failure.kind == "retry":
         failures += 1
         if failures <= get_settings().LOOKUP_MAX_RETRIES:
             retry = {"failures": failures, "asked": asked, "lease": lease}
             raise self.retry(countdown=backoff(failures - 1, failure.after), kwargs=retry) from None
-        return {"source": source, "error": "timed out" if failure.reason == "timeout" else "not answering"}
+        return {
+            "source": source,
+            "error": t("timed out") if failure.reason == "timeout" else t("not answering"),
+        }
     if failure.kind == "refused":
-        return {"source": source, "error": f"refused ({failure.reason.replace('_', ' ')})"}
+        return {"source": source, "error": t("refused ({reason})", reason=failure.reason.replace("_", " "))}
     if failure.kind == "crash":  # a bug in the source's code: the others still answer
         sentry.capture(failure.error, command=command_name, provider=source)
     return {"source": source, "error": SOURCE_ERRORS[failure.kind]}

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.commands.registry import Command
 from bot.core import cache, keys, phrases
+from bot.core.i18n import Message
 from bot.core.request import Reply
 from tasks.deliver import answer_waiters
 from tasks.records import result
@@ -33,14 +34,14 @@ def finish(
 
 
 def finish_failure(
-    command: Command, request: dict[str, Any], params: dict[str, Any], text: str
+    command: Command, request: dict[str, Any], params: dict[str, Any], text: Message
 ) -> dict[str, Any]:
     """No fresh answer: a stale one still in the cache beats an error (stale-if-error)."""
     cached = worker_redis().get(command.cache_key(params))
     if isinstance(cached, bytes):
         _, body = cache.decode(cached)
         note = phrases.stale_note(float(body.get("at", 0)), phrases.not_answering(command.provider_name))
-        reply = Reply(f"{body['text']}\n{note}", body.get("kind", "answer"))
+        reply = Reply([body["text"], note], body.get("kind", "answer"))
     else:
         reply = Reply(text, "error")
     return finish(command, request, params, reply, ttl=0, grace=0)

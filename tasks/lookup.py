@@ -20,9 +20,10 @@ from celery.exceptions import Retry
 from bot.commands import registry
 from bot.commands.registry import Command
 from bot.core import keys, phrases
+from bot.core.i18n import t
 from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
-from bot.upstream.client import RetryableError
+from bot.upstream.client import NotFound, RetryableError
 from config import get_settings
 from tasks import fanout, leases
 from tasks.app import app
@@ -42,7 +43,7 @@ def lookup(
     req = Request.from_dict(request)
     command = registry.get(req.command)
     if command is None or not command.is_lookup:
-        return result(request, Reply(f"Unknown command /{req.command}.", "error"))
+        return result(request, Reply(t("Unknown command /{name}.", name=req.command[:32]), "error"))
     if not refresh:  # a refresh has nobody waiting: it needs no lease
         if leases.landed(req.request_id):
             return None  # answered already: the broker redelivered a message we re-ran
@@ -123,7 +124,8 @@ def _lookup(
 
     retry_kwargs = {"refresh": refresh, "failures": failures}
     if failure.kind == "not_found":
-        reply = Reply(str(failure.error), "not_found")
+        assert isinstance(failure.error, NotFound)
+        reply = Reply(failure.error.message, "not_found")
         return finish(command, request, params, reply, settings.NEGATIVE_CACHE_TTL, 0), "not_found"
     if failure.kind == "wait" and within_quota_wait(req.received_at, failure.after):
         # Over the upstream's rate: wait in the queue, keeping the failure count as it was.
@@ -131,7 +133,9 @@ def _lookup(
     if failure.kind == "wait":  # waited QUOTA_WAIT_MAX already: say so rather than wait on
         text = phrases.busy(name, failure.after or 1)
     elif failure.kind == "exhausted":
-        text = f"{name}'s daily quota is used up. Please try again tomorrow."
+        text = t(
+            "{provider}'s daily quota is used up. Please try again tomorrow.", provider=phrases.provider(name)
+        )
     elif failure.kind == "open":
         text = phrases.unavailable_for(name, failure.after or 1)
     elif failure.kind == "retry":
@@ -158,10 +162,18 @@ def _lookup(
             attempts=failures,
         )
         dead_letter(request, params, str(error), error.kind, failures)
-        text = f"Sorry, {name} is not answering right now (tried {failures} times). Please try again later."
+        text = t(
+            "Sorry, {provider} is not answering right now (tried {n} times). Please try again later.",
+            provider=phrases.provider(name),
+            n=failures,
+        )
     elif failure.kind == "refused":
         log.error("%s: %s refused the request: %s", req.request_id, name, failure.error)
-        text = f"Sorry, {name} could not answer that ({failure.reason.replace('_', ' ')})."
+        text = t(
+            "Sorry, {provider} could not answer that ({reason}).",
+            provider=phrases.provider(name),
+            reason=failure.reason.replace("_", " "),
+        )
     else:  # a bug in a provider must not leave the user in silence
         log.error("%s: %s lookup crashed", req.request_id, name, exc_info=failure.error)
         sentry.capture(failure.error, platform=req.platform, command=req.command, request_id=req.request_id)

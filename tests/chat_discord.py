@@ -57,12 +57,14 @@ class DiscordChat:
         self.user_id = user_id
         self.channel_id = emulator.new_channel()
         self.seen = 0
+        self.locale = "en-US"  # the user's Discord language
 
     def send(self, text: str, age: float = 0.0, again: Interaction | None = None) -> Interaction:
         name, options = slash_options(text)
         return self.emulator.interaction(
-            self.guild_id, self.user_id, name, options, age=age, channel_id=self.channel_id, again=again
-        )
+            self.guild_id, self.user_id, name, options, age=age, channel_id=self.channel_id, again=again,
+            locale=self.locale,
+        )  # fmt: skip
 
     def events(self) -> list[Event]:
         return self.emulator.texts(self.channel_id)

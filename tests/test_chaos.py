@@ -131,7 +131,7 @@ def test_a_flooding_user_is_limited_while_others_keep_their_latency(
             )
             started = time.perf_counter()
             outcome = await pipeline.handle(request)
-            return time.perf_counter() - started, outcome.reply.text if outcome.reply else ""
+            return time.perf_counter() - started, outcome.reply.shown if outcome.reply else ""
 
         async def others(rounds: int) -> list[float]:
             latencies = []

@@ -15,7 +15,7 @@ from tests.botprocess import BotProcess
 from tests.chat_discord import TOKEN, discord_bot
 from tests.emulators.discord import INTERACTION_DEADLINE
 
-FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
+FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of Nov 27, 2026)"
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +220,20 @@ def test_the_slash_options_are_joined_in_declared_order() -> None:
         json.dumps(_option_text("wiki", {"options": [{"name": "topic", "value": "Ada Lovelace"}]}))
         == '"Ada Lovelace"'
     )
+
+
+def test_a_german_discord_user_reads_german(
+    make_discord_chat: Any, bot: BotProcess, discord_emulator: Any
+) -> None:
+    chat = make_discord_chat()
+    chat.locale = "de"
+    chat.send("/fx 3 EUR USD")  # deferred, then edited in by the worker
+    assert chat.reply() == "3,00 EUR = 3,26 USD (EZB-Kurs vom 27.11.2026)"
+    chat.send("/weather " + "x" * 101)  # answered in the initial response
+    assert chat.reply() == "Dieser Ortsname ist zu lang.\nVerwendung: /weather PLACE"
+    synced = {c["name"]: c for c in discord_emulator.commands[f"guild:{discord_emulator.guilds[0]}"]}
+    assert (
+        synced["fx"]["description_localizations"]["de"]
+        == "einen Betrag zwischen Währungen umrechnen (EZB-Kurse)"
+    )
+    assert synced["fx"]["options"][0]["description_localizations"]["fr"] == "combien, par ex. 100"

@@ -189,6 +189,7 @@ def test_maintenance_message_replaces_lookups(chat, redis_client, upstreams) -> 
 
 
 def test_redis_down_gets_a_clear_message(bot_loop: LoopThread) -> None:
+    from bot.core import i18n
     from bot.core.phrases import UNAVAILABLE
 
     settings = get_settings().model_copy(update={"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_TIMEOUT": 0.5})
@@ -197,9 +198,9 @@ def test_redis_down_gets_a_clear_message(bot_loop: LoopThread) -> None:
         client = make_redis(settings)
         outcome = await Pipeline(settings, client, CeleryQueue(settings)).handle(_request(1))
         await client.aclose()
-        return outcome.reply.text if outcome.reply else None
+        return outcome.reply.shown if outcome.reply else None
 
-    assert bot_loop.run(handle()) == UNAVAILABLE
+    assert bot_loop.run(handle()) == i18n.render(UNAVAILABLE, "en")
 
 
 def test_a_request_survives_its_json_round_trip_with_every_field() -> None:

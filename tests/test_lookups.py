@@ -37,7 +37,7 @@ def test_plain_text_gets_a_hint(chat: Chat) -> None:
 def test_fx_miss_is_answered_once_by_the_worker(chat: Chat, upstreams) -> None:
     chat.send("/fx 100 USD EUR")
     assert chat.replies.empty(), "a miss is answered by the worker, not at once"
-    assert chat.reply() == "100.00 USD = 92.00 EUR (ECB rate of 2026-11-27)"
+    assert chat.reply() == "100.00 USD = 92.00 EUR (ECB rate of Nov 27, 2026)"
     chat.assert_no_reply()
     assert upstreams.count("fx") == 1
 
@@ -78,7 +78,7 @@ def test_transient_failures_are_retried_with_backoff_then_succeed(chat: Chat, up
         Fault(body="<html>not json</html>"),
     )
     chat.send("/fx 1 GBP EUR")
-    assert chat.reply() == "1.00 GBP = 1.17 EUR (ECB rate of 2026-11-27)"
+    assert chat.reply() == "1.00 GBP = 1.17 EUR (ECB rate of Nov 27, 2026)"
     calls = upstreams.calls["fx"]
     assert len(calls) == 4
     gaps = [b - a for a, b in itertools.pairwise(calls)]

@@ -16,7 +16,8 @@ import redis
 
 from bot.commands import registry
 from bot.commands.lookups import reviews
-from bot.core import cache, keys
+from bot.core import cache, i18n, keys
+from bot.core.i18n import t
 from bot.core.request import Request
 from bot.main import make_redis
 from bot.pipeline import Pipeline
@@ -64,7 +65,7 @@ def test_breaker_opens_answers_at_once_half_opens_and_closes_across_workers(
     for n, chat in enumerate(chats):
         chat.send(f"/fx {10 + n} USD EUR")
     replies = [chat.reply() for chat in chats]
-    assert any(r.endswith("(ECB rate of 2026-11-27)") for r in replies), replies
+    assert any(r.endswith("(ECB rate of Nov 27, 2026)") for r in replies), replies
     assert breaker_state(redis_client, "frankfurter")["state"] == "closed"
     fine = make_chat()
     fine.send("/fx 20 USD EUR")
@@ -155,7 +156,7 @@ def test_stale_answer_during_an_outage_then_refreshed(
     assert "(old)" in chat.immediate_reply()
     wait_until(lambda: "(old)" not in redis_client.get(key), timeout=20)
     chat.send("/fx 5 EUR USD")
-    assert chat.immediate_reply() == "5.00 EUR = 5.43 USD (ECB rate of 2026-11-27)"
+    assert chat.immediate_reply() == "5.00 EUR = 5.43 USD (ECB rate of Nov 27, 2026)"
     chat.assert_no_reply()
 
 
@@ -229,16 +230,22 @@ def test_reviews_answer_from_one_when_two_fail(chat: Chat, upstreams: Any) -> No
 def test_reviews_without_any_key_say_how_to_enable_them() -> None:
     settings = Settings(YELP_API_KEY="", FOURSQUARE_API_KEY="", GOOGLE_PLACES_API_KEY="")
     assert reviews.enabled_sources(settings) == []
-    assert "set at least one of YELP_API_KEY" in reviews.NO_KEYS
+    assert "set at least one of YELP_API_KEY" in i18n.render(reviews.NO_KEYS, "en")
 
 
 def test_reviews_say_when_no_source_answers() -> None:
     text, answered = reviews.merge(
-        [{"source": "yelp", "error": "timed out"}, {"source": "google-places", "error": "unavailable"}],
+        [{"source": "yelp", "error": t("timed out")}, {"source": "google-places", "error": t("unavailable")}],
         {"what": "pizza", "place": "naples"},
     )
     assert not answered
-    assert text == "Sorry, no review source is answering right now: Yelp (timed out), Google (unavailable)."
+    assert i18n.render(text, "en") == (
+        "Sorry, no review source is answering right now: Yelp (timed out), Google (unavailable)."
+    )
+    assert i18n.render(text, "de") == (
+        "Leider antwortet gerade keine Bewertungsquelle: "
+        "Yelp (Zeitüberschreitung), Google (nicht erreichbar)."
+    )
 
 
 def test_reviews_parse_what_and_where() -> None:

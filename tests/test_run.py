@@ -47,7 +47,7 @@ def test_make_run_with_piped_input_answers_and_exits(upstreams) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "pong" in lines
-    assert "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)" in lines
+    assert "1.00 EUR = 1.09 USD (ECB rate of Nov 27, 2026)" in lines
     started = re.search(r"started redis-server on port (\d+)", result.stderr)
     assert started, result.stderr
     worker_pid = re.search(r"worker pid (\d+)", result.stderr)
@@ -87,7 +87,7 @@ def test_the_same_flow_works_with_rabbitmq_as_broker(rabbitmq_url: str, upstream
     result, logs = console_session(
         "/fx 2 USD GBP\n/wiki Alan Turing\n", "amqp", CELERY_BROKER_URL=rabbitmq_url
     )
-    assert "2.00 USD = 1.57 GBP (ECB rate of 2026-11-27)" in result.stdout
+    assert "2.00 USD = 1.57 GBP (ECB rate of Nov 27, 2026)" in result.stdout
     assert "Alan Turing" in result.stdout
     assert upstreams.count("fx") == 1
     assert "amqp://guest:**@localhost:5672//" in logs
@@ -98,7 +98,7 @@ def test_the_lookup_sends_its_reply_itself_unless_told_not_to(inline: bool, upst
     """DELIVER_INLINE (default): the lookup sends and drops the chained deliver task, so no
     deliver task runs; with it off, the deliver task after the lookup sends."""
     result, logs = console_session("/fx 3 USD GBP\n/wiki Alan Turing\n", "inline", DELIVER_INLINE=str(inline))
-    assert result.stdout.count("3.00 USD = 2.36 GBP (ECB rate of 2026-11-27)") == 1
+    assert result.stdout.count("3.00 USD = 2.36 GBP (ECB rate of Nov 27, 2026)") == 1
     assert result.stdout.count("Alan Turing\n") == 1
     assert logs.count("Task lookup[") >= 2
     assert logs.count("Task deliver[") == (0 if inline else 4), logs  # received + succeeded, twice

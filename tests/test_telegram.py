@@ -18,7 +18,7 @@ from tests.botprocess import BotProcess
 from tests.chat_telegram import TOKEN, running
 from tests.conftest import wait_until
 
-FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
+FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of Nov 27, 2026)"
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +219,50 @@ def test_all_buckets_or_none_are_charged(redis_client: Any) -> None:
     with pytest.raises(RetryLater):
         limits.acquire(redis_client, [roomy, full], deadline=0)
     assert redis_client.get("out:{telegram}:bot") is None, "a refused send charged another bucket"
+
+
+def test_a_german_user_reads_german_numbers_from_the_same_cache(
+    make_tg_chat: Any, polling_bot: BotProcess, upstreams: Any
+) -> None:
+    german, english = make_tg_chat(), make_tg_chat()
+    german.send("/fx 1234.5 USD EUR", language_code="de")  # a miss: the worker renders it
+    assert german.reply() == "1.234,50 USD = 1.135,74 EUR (EZB-Kurs vom 27.11.2026)"
+    english.send("/fx 1234.5 usd eur", language_code="en-GB")  # a hit: the bot renders it
+    assert english.reply() == "1,234.50 USD = 1,135.74 EUR (ECB rate of Nov 27, 2026)"
+    assert upstreams.count("fx") == 1, "one cache entry serves every language"
+    german.send("/fx 1 EUR", language_code="de")
+    assert german.reply() == "Gib einen Betrag und zwei Währungscodes an.\nVerwendung: /fx AMOUNT FROM TO"
+    german.send("/lang klingon", language_code="de")
+    assert german.reply() == (
+        "'klingon' spreche ich noch nicht: en (English), de (Deutsch), fr (Français) oder auto.\n"
+        "Verwendung: /lang [en|de|fr|auto]"
+    )
+    english.send("/nope")
+    assert english.reply() == "Unknown command /nope. Send /help for the list."
+
+
+def test_lang_overrides_the_app_language_until_auto(make_tg_chat: Any, polling_bot: BotProcess) -> None:
+    chat = make_tg_chat()
+    chat.send("/lang fr", language_code="de")
+    assert chat.reply() == "Désormais, je réponds en Français."
+    chat.send("/fx 2 EUR USD", language_code="de")  # a worker's answer follows the choice too
+    assert chat.reply() == "2,00 EUR = 2,17 USD (taux BCE du 27 nov. 2026)"
+    chat.send("/lang", language_code="de")
+    assert (
+        chat.reply()
+        == "Vous avez choisi Français. Envoyez /lang auto pour suivre la langue de votre application."
+    )
+    chat.send("/lang auto", language_code="de")
+    assert chat.reply() == "Ab jetzt folge ich der Sprache deiner App (Deutsch)."
+    chat.send("hallo", language_code="de")
+    assert chat.reply() == "Befehle beginnen mit /. Sende /help für die Liste."
+
+
+def test_the_menu_is_published_in_every_language(polling_bot: BotProcess, telegram: Any) -> None:
+    menus = {
+        language: {c["command"]: c["description"] for c in commands}
+        for language, commands in telegram.state.localized_commands.items()
+    }
+    assert menus["de"]["fx"] == "einen Betrag zwischen Währungen umrechnen (EZB-Kurse)"
+    assert set(menus["de"]) == set(menus["fr"]) == {c.name for c in registry.commands()}
+    assert set(menus) == {"de", "fr"}, "English is the default menu"

@@ -45,7 +45,7 @@ def test_update_with_the_right_secret_is_answered(
 ) -> None:
     chat = make_tg_chat()
     chat.send("/fx 1 EUR USD")
-    assert chat.reply() == "1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)"
+    assert chat.reply() == "1.00 EUR = 1.09 USD (ECB rate of Nov 27, 2026)"
     assert telegram.webhook_statuses[-1] == 200
 
 

@@ -9,11 +9,15 @@
     @local("ping", help=..., usage="/ping")
     def ping(params, is_admin) -> str: ...         # answered in the bot process
 
+    @personal("lang", help=..., usage=...)
+    async def lang(redis, request, params) -> Message: ...   # the asker's own settings
+
     @admin("ban", help=..., usage=..., options=...)
     async def ban(ctx, params) -> str: ...         # admins only, audited
 
 `/help`, Telegram's command menu and Discord's slash commands are generated from the registry;
-the gate, the tasks and the cache use it to find what to do.
+the gate, the tasks and the cache use it to find what to do. `help` and option descriptions
+are catalog msgids (mark them `N_("…")`): menus and /help show them in the reader's language.
 """
 
 from __future__ import annotations
@@ -24,19 +28,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.core import keys
+from bot.core import i18n, keys
+from bot.core.i18n import Message
 
 if TYPE_CHECKING:
+    from bot.core.request import Request
     from bot.upstream.client import Upstream
     from config import Settings
 
 Params = dict[str, Any]
 Parser = Callable[[str], Params]
-Provider = Callable[[Params, "Upstream"], str]
-LocalAnswer = Callable[[Params, bool], str]  # (params, asked by an admin)
+Provider = Callable[[Params, "Upstream"], Message]
+LocalAnswer = Callable[[Params, bool], Message]  # (params, asked by an admin)
+# (async Redis client, the request, params): the user's own settings, kept in Redis
+PersonalHandler = Callable[[Any, "Request", Params], Awaitable[Message]]
 AdminHandler = Callable[[Any, Params], Awaitable[str]]  # (bot.commands.admin.AdminContext, params)
 SourceFetch = Callable[[str, Params, "Upstream"], Any]  # (source, params, upstream) -> what merge takes
-Merge = Callable[[list[dict[str, Any]], Params], tuple[str, bool]]  # -> (text, anything answered)
+Merge = Callable[[list[dict[str, Any]], Params], tuple[Message, bool]]  # -> (text, anything answered)
 F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_ARGS_LENGTH = 500  # longer input is refused before it reaches a parser, cache key or log
@@ -56,6 +64,10 @@ class Option:
 class UsageError(ValueError):
     """Bad arguments; the message is shown to the user together with the usage line."""
 
+    def __init__(self, message: Message):
+        super().__init__(i18n.render(message, i18n.SOURCE))  # str(error): the English text
+        self.message = message
+
 
 @dataclass(frozen=True)
 class FanOut:
@@ -66,7 +78,7 @@ class FanOut:
     fetch: SourceFetch
     merge: Merge
     enabled: Callable[[Settings], list[str]]  # the sources configured (API keys set)
-    none_enabled: str  # the answer when no source is configured
+    none_enabled: Message  # the answer when no source is configured
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ class Command:
     fan_out: FanOut | None = None  # runs in workers, one task per source
     local: LocalAnswer | None = None  # answered in the bot process, no upstream, no cache
     admin: AdminHandler | None = None  # admins only; checked server-side on every call
+    personal: PersonalHandler | None = None  # the asker's own settings (/lang), in the bot process
     ttl_setting: str = ""  # the name of the Settings field holding the cache TTL
     provider_name: str = ""  # shown to users when the upstream fails ("Wikipedia")
     options: tuple[Option, ...] = ()
@@ -114,7 +127,7 @@ REGISTRY: dict[str, Command] = {}
 def register(command: Command) -> Command:
     if command.name in REGISTRY:
         raise ValueError(f"command /{command.name} is declared twice")
-    answers = (command.provider, command.fan_out, command.local, command.admin)
+    answers = (command.provider, command.fan_out, command.local, command.admin, command.personal)
     if sum(x is not None for x in answers) != 1:
         raise ValueError(f"command /{command.name} needs exactly one way to answer")
     REGISTRY[command.name] = command
@@ -169,7 +182,7 @@ def fan_out(
     sources: tuple[str, ...],
     merge: Merge,
     enabled: Callable[[Settings], list[str]],
-    none_enabled: str,
+    none_enabled: Message,
     options: tuple[Option, ...] = (),
 ) -> Callable[[F], F]:
     """Declare a lookup asked of several sources: decorate the function that asks one."""
@@ -189,6 +202,13 @@ def local(
 ) -> Callable[[F], F]:
     """Declare a command the bot process answers itself: no upstream, no cache, no task."""
     return _declaring("local", name=name, help=help, usage=usage, parse=parse, options=options)
+
+
+def personal(
+    name: str, *, help: str, usage: str, parse: Parser = words, options: tuple[Option, ...] = ()
+) -> Callable[[F], F]:
+    """Declare a command about the asker's own settings, kept in Redis (their language)."""
+    return _declaring("personal", name=name, help=help, usage=usage, parse=parse, options=options)
 
 
 def admin(

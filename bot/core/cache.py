@@ -10,8 +10,11 @@ import json
 import time
 from typing import Any
 
+from bot.core.i18n import Message
 
-def encode(text: str, kind: str, ttl: float, at: float | None = None) -> str:
+
+def encode(text: Message, kind: str, ttl: float, at: float | None = None) -> str:
+    """`text`: the answer as a Message (bot/core/i18n.py), rendered for each reader."""
     now = time.time() if at is None else at
     fresh_until = int((now + ttl) * 1000)
     return f"{fresh_until}:{json.dumps({'text': text, 'kind': kind, 'at': now})}"

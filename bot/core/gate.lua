@@ -18,7 +18,9 @@
 -- KEYS[7]  requests waiting for the in-flight lookup (a list of request JSON)
 -- KEYS[8]  the upstream's circuit breaker hash (open_until in ms)
 -- KEYS[9]  set while a limited user has been told when to retry (expires when they may)
--- KEYS[10…] the platform's outbound buckets for this chat (per bot, chat, group): a reply
+-- KEYS[10] this user's settings hash: its "lang" (their /lang choice) comes back with
+--          the outcome, so the answer is rendered in their language
+-- KEYS[11…] the platform's outbound buckets for this chat (per bot, chat, group): a reply
 --          the bot process sends itself is charged here like a worker's (all or none)
 -- KEYS[…]  after the buckets: earlier requests' markers to set "d" (their replies went out
 --          since this process' last round trip: the done-marks ride on this one)
@@ -35,7 +37,7 @@
 -- ARGV[9…] per outbound bucket: its emission interval in ms, then its burst
 -- Cache values are "<fresh_until_ms>:<json>": past fresh_until an entry is stale but may be
 -- served (stale-while-revalidate, stale-if-error) until the key itself expires.
--- Returns one string "outcome:value": duplicate | handling (another process has the lease)
+-- Returns one string "outcome[marks][=lang]:value": duplicate | handling (another process has the lease)
 --   | banned:reason | banned_silent
 --   | limited:retry_after_ms | limited_silent:retry_after_ms (told already this window)
 --   | maintenance:message | hit:json | stale:json (a refresh runs)
@@ -44,11 +46,12 @@
 --   | pass (the caller answers: a local or admin command, a usage error)
 -- An outcome the bot process answers at once is followed by "!" when the outbound budget
 -- has no room for that answer now (the caller hands it to a worker, which waits), and by "?"
--- when an admin's limit override could not be used (the defaults applied instead).
+-- when an admin's limit override could not be used (the defaults applied instead); then
+-- "=de" when the user chose a language with /lang.
 
 local user = ARGV[1]
 local flags = ARGV[5]
-local last_bucket = 9 + (#ARGV - 8) / 2
+local last_bucket = 10 + (#ARGV - 8) / 2
 for i = last_bucket + 1, #KEYS do
   redis.call('SET', KEYS[i], 'd', 'EX', ARGV[8])
 end
@@ -65,9 +68,10 @@ local function count(outcome)
   end
 end
 
+local lang = ''
 local function done(outcome, value)
   count(outcome)
-  return outcome .. mark .. ':' .. (value or '')
+  return outcome .. mark .. lang .. ':' .. (value or '')
 end
 
 -- GCRA (generic cell rate algorithm): a key holds the theoretical arrival time; `burst`
@@ -93,15 +97,15 @@ end
 -- worker sends it when there is room).
 local function answer(outcome, value)
   local tats = {}
-  for i = 10, last_bucket do
-    local new_tat, wait = gcra(KEYS[i], tonumber(ARGV[2 * i - 11]), tonumber(ARGV[2 * i - 10]))
+  for i = 11, last_bucket do
+    local new_tat, wait = gcra(KEYS[i], tonumber(ARGV[2 * i - 13]), tonumber(ARGV[2 * i - 12]))
     if wait > 0 then
       mark = mark .. '!'
       return done(outcome, value)
     end
     tats[i] = new_tat
   end
-  for i = 10, last_bucket do
+  for i = 11, last_bucket do
     charge(KEYS[i], tats[i])
   end
   return done(outcome, value)
@@ -112,6 +116,11 @@ if not redis.call('SET', KEYS[1], 'h', 'NX', 'PX', ARGV[2]) then
     return done('handling')
   end
   return done('duplicate')
+end
+
+local chosen = redis.call('HGET', KEYS[10], 'lang')
+if chosen then
+  lang = '=' .. chosen
 end
 
 local admin = redis.call('HMGET', KEYS[2], 'maintenance', 'ban:' .. user, 'limit:' .. user, 'limit:*')

@@ -36,6 +36,8 @@ class Decision:
     deferred: bool = False
     # An admin's limit override could not be used; the defaults applied.
     override_ignored: bool = False
+    # The user's /lang choice ("" when they made none).
+    language: str = ""
 
     @property
     def retry_after(self) -> float:
@@ -89,8 +91,8 @@ class Gate:
             lookup_keys, payload = (seen, seen, seen), ""
         settled, self._settled = self._settled, []
         args = (
-            9 + len(outbound) + len(settled), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats,
-            *lookup_keys, keys.rate_told(user), *(b.key for b in outbound), *settled,
+            10 + len(outbound) + len(settled), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats,
+            *lookup_keys, keys.rate_told(user), keys.prefs(user), *(b.key for b in outbound), *settled,
             user, lease, interval, burst, flags, payload, self._coalesce_ttl, self._dedupe_ttl,
             *(n for b in outbound for n in (b.interval_ms, b.burst)),
         )  # fmt: skip
@@ -104,7 +106,10 @@ class Gate:
             raise
         text = answer.decode() if isinstance(answer, bytes) else str(answer)
         head, _, value = text.partition(":")
-        return Decision(head.rstrip("!?"), value, deferred="!" in head, override_ignored="?" in head)
+        head, _, language = head.partition("=")
+        return Decision(
+            head.rstrip("!?"), value, deferred="!" in head, override_ignored="?" in head, language=language
+        )
 
     def done(self, request_id: str) -> None:
         """The request's reply went out (or its lookup was queued): from now on a redelivery

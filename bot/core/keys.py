@@ -43,6 +43,14 @@ def rate_told(user_key: str) -> str:
     return f"rl:{user_key}:told"
 
 
+def prefs(user_key: str) -> str:
+    """A user's own settings, a hash: "lang" -> their /lang choice. The gate reads it with
+    every message, so an answer is in their language without another round trip."""
+    return f"prefs:{user_key}"
+
+
+LANG_FIELD = "lang"
+
 CACHE_PREFIX = "cache:"
 
 

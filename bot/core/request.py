@@ -6,8 +6,11 @@ plain data so they travel through Celery as JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from bot.core import i18n
+from bot.core.i18n import Message
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class Request:
     # Platform details the sender needs later (message id to edit, interaction token, ...).
     meta: dict[str, Any] = field(default_factory=dict)
     received_at: float = 0.0
+    # The language the platform says the user reads ("de", "pt-BR"; Telegram's language_code,
+    # Discord's interaction locale), "" when it does not say. /lang overrides it.
+    locale: str = ""
 
     @property
     def user_key(self) -> str:
@@ -40,6 +46,7 @@ class Request:
             "args": self.args,
             "meta": dict(self.meta),
             "received_at": self.received_at,
+            "locale": self.locale,
         }
 
     @classmethod
@@ -49,7 +56,9 @@ class Request:
 
 @dataclass(frozen=True)
 class Reply:
-    text: str
+    # A Message (bot/core/i18n.py) until it is rendered for its reader; adapters and senders
+    # get rendered replies and read `shown`.
+    text: Message
     # "answer" (a lookup result), "usage", "error", "limited", "notice", ...
     kind: str = "answer"
     # A short-lived reply (rate limit notices): platforms that can, show it to the user only.
@@ -57,3 +66,14 @@ class Reply:
     # Others in the chat must not see it (admin answers show other users' data): Discord
     # answers ephemerally, Telegram in the asker's private chat.
     private: bool = False
+
+    def rendered(self, language: str) -> Reply:
+        """The reply as `language` reads it (a rendered reply stays as it is)."""
+        return self if isinstance(self.text, str) else replace(self, text=i18n.render(self.text, language))
+
+    @property
+    def shown(self) -> str:
+        """The text to send: the reply must have been rendered."""
+        if not isinstance(self.text, str):
+            raise TypeError("a reply is rendered for its reader before it is sent")
+        return self.text

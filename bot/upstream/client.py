@@ -16,6 +16,8 @@ from typing import Any
 
 import requests
 
+from bot.core import i18n
+from bot.core.i18n import Message
 from bot.ops import metrics, sentry
 from bot.upstream.breaker import Breakers
 from bot.upstream.quota import acquire as acquire_quota
@@ -27,7 +29,11 @@ MAX_BODY = 4 * 1024 * 1024
 
 
 class NotFound(Exception):
-    """The upstream says the thing asked for does not exist; str() is the user's message."""
+    """The upstream says the thing asked for does not exist; `message` is what users read."""
+
+    def __init__(self, message: Message):
+        super().__init__(i18n.render(message, i18n.SOURCE))
+        self.message = message
 
 
 class UpstreamError(Exception):
@@ -84,7 +90,7 @@ class Upstream:
         url: str,
         params: dict[str, Any] | None = None,
         *,
-        not_found: str,
+        not_found: Message,
         method: str = "GET",
         json_body: Any = None,
         headers: dict[str, str] | None = None,
@@ -119,7 +125,7 @@ class Upstream:
         provider: str,
         url: str,
         params: dict[str, Any] | None,
-        not_found: str,
+        not_found: Message,
         method: str,
         json_body: Any,
         headers: dict[str, str] | None,

@@ -161,10 +161,12 @@ class DiscordEmulator(Recorder):
         age: float = 0.0,
         channel_id: int | None = None,
         again: Interaction | None = None,
+        locale: str = "en-US",
     ) -> Interaction:
         """Dispatch INTERACTION_CREATE (a slash command) to the shard that owns the guild.
         `age` back-dates the interaction's snowflake (its token then dies sooner); `again`
-        redelivers an earlier interaction with the same id and token."""
+        redelivers an earlier interaction with the same id and token; `locale`: the user's
+        Discord language, as every interaction carries it."""
         channel_id = channel_id or self.channels[guild_id]
         record = again or self.register_interaction(guild_id, channel_id, age)
         with self._lock:
@@ -207,7 +209,7 @@ class DiscordEmulator(Recorder):
             },
             "attachment_size_limit": 8388608,
             "app_permissions": "1024",
-            "locale": "en-US",
+            "locale": locale,
             "guild_locale": "en-US",
             "entitlements": [],
             "authorizing_integration_owners": {"0": str(guild_id)},

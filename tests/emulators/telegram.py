@@ -64,6 +64,7 @@ class BotState:
     max_connections: int = 40
     commands: list[dict[str, Any]] = field(default_factory=list)
     scoped_commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    localized_commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -184,16 +185,19 @@ class TelegramEmulator(Recorder):
         update_id: int | None = None,
         sender_chat: dict[str, Any] | None = None,
         automatic_forward: bool = False,
+        language_code: str | None = "en",
     ) -> dict[str, Any]:
         """A real-shaped update; commands carry the bot_command entity PTB looks for.
         `sender_chat`: sent on behalf of a chat (a channel, a group's anonymous admins);
-        `user_id` is then Telegram's shared service account, as on the real API."""
+        `user_id` is then Telegram's shared service account, as on the real API.
+        `language_code`: the sender's app language (optional on the real API: None leaves it out)."""
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
             "chat": {"id": chat_id, "type": chat_type}
             | ({"title": "Test group"} if chat_type != "private" else {"first_name": "Ann"}),
-            "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "language_code": "en"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Ann"}
+            | ({"language_code": language_code} if language_code else {}),
             "text": text,
         }
         if sender_chat is not None:
@@ -488,8 +492,11 @@ class TelegramEmulator(Recorder):
         commands = params.get("commands", "[]")
         commands = json.loads(commands) if isinstance(commands, str) else commands
         scope = params.get("scope")
+        language = params.get("language_code")
         with self._lock:
-            if scope:
+            if language:  # the menu for users whose app is set to that language
+                self.state.localized_commands[language] = commands
+            elif scope:
                 scope = json.loads(scope) if isinstance(scope, str) else scope
                 self.state.scoped_commands[json.dumps(scope, sort_keys=True)] = commands
             else:

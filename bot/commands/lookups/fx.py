@@ -6,6 +6,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from bot.commands.registry import Option, Params, UsageError, lookup
+from bot.core.i18n import N_, Message, day, number, t
 from bot.upstream.client import Upstream
 
 _CODE = re.compile(r"^[A-Za-z]{3}$")
@@ -22,55 +23,71 @@ def parse(args: str) -> Params:
     if len(words) == 4 and words[2].lower() in {"to", "in"}:
         del words[2]  # "/fx 100 USD to EUR" reads naturally too
     if len(words) != 3:
-        raise UsageError("Give an amount and two currency codes.")
+        raise UsageError(t("Give an amount and two currency codes."))
     raw_amount, src, dst = words
     if not _AMOUNT.match(raw_amount):
-        raise UsageError(f"{raw_amount[:20]!r} is not an amount such as 100 or 2.50.")
+        raise UsageError(t("{value} is not an amount such as 100 or 2.50.", value=repr(raw_amount[:20])))
     try:
         amount = Decimal(raw_amount.replace(",", "."))
     except InvalidOperation:
-        raise UsageError(f"{raw_amount[:20]!r} is not a number.") from None
+        raise UsageError(t("{value} is not a number.", value=repr(raw_amount[:20]))) from None
     if not amount.is_finite() or amount < MIN_AMOUNT or amount > MAX_AMOUNT:
-        raise UsageError("The amount must be between 0.000001 and 1,000,000,000,000.")
+        raise UsageError(
+            t(
+                "The amount must be between {low} and {high}.",
+                low=number(MIN_AMOUNT, "0.######"),
+                high=number(MAX_AMOUNT, "#,##0"),
+            )
+        )
     for code in (src, dst):
         if not _CODE.match(code):
-            raise UsageError(f"{code[:20]!r} is not a three-letter currency code such as EUR.")
+            raise UsageError(
+                t("{value} is not a three-letter currency code such as EUR.", value=repr(code[:20]))
+            )
     if src.upper() == dst.upper():
-        raise UsageError("Pick two different currencies.")
+        raise UsageError(t("Pick two different currencies."))
     # normalize() makes "1", "1.0" and "1.00" one cache entry; checked again once normalised.
     normal = format(amount.normalize(), "f")
     if len(normal) > MAX_AMOUNT_DIGITS:
-        raise UsageError("That amount has too many digits; round it a little.")
+        raise UsageError(t("That amount has too many digits; round it a little."))
     return {"amount": normal, "from": src.upper(), "to": dst.upper()}
 
 
-def _format_amount(value: Decimal) -> str:
-    return f"{value:,.2f}" if abs(value) >= Decimal("0.01") else f"{value:.6g}"
+def _amount(value: Decimal) -> Message:
+    """Two decimals with grouping; a tiny amount to six significant digits."""
+    return number(value, "#,##0.00" if abs(value) >= Decimal("0.01") else "@@@@@@")
 
 
 @lookup(
     "fx",
-    help="convert an amount between currencies (ECB rates)",
+    help=N_("convert an amount between currencies (ECB rates)"),
     usage="/fx AMOUNT FROM TO",
     parse=parse,
     ttl_setting="FX_CACHE_TTL",
     provider_name="Frankfurter",
     breaker="frankfurter",
     options=(
-        Option("amount", "how much, e.g. 100", "number"),
-        Option("from", "currency code to convert from, e.g. USD"),
-        Option("to", "currency code to convert to, e.g. EUR"),
+        Option("amount", N_("how much, e.g. 100"), "number"),
+        Option("from", N_("currency code to convert from, e.g. USD")),
+        Option("to", N_("currency code to convert to, e.g. EUR")),
     ),
 )
-def fx(params: Params, upstream: Upstream) -> str:
+def fx(params: Params, upstream: Upstream) -> Message:
     url = f"{upstream.settings.FX_API_URL}/latest"
     query = {"amount": params["amount"], "from": params["from"], "to": params["to"]}
     data = upstream.get_json(
-        "frankfurter", url, query, not_found=f"Unknown currency: {params['from']} or {params['to']}."
+        "frankfurter",
+        url,
+        query,
+        not_found=t("Unknown currency: {src} or {dst}.", src=params["from"], dst=params["to"]),
     )
     converted = Decimal(str(data["rates"][params["to"]]))
     amount = Decimal(params["amount"])
-    return (
-        f"{_format_amount(amount)} {params['from']} = {_format_amount(converted)} {params['to']}"
-        f" (ECB rate of {data['date']})"
+    return t(
+        "{amount} {src} = {converted} {dst} (ECB rate of {date})",
+        amount=_amount(amount),
+        src=params["from"],
+        converted=_amount(converted),
+        dst=params["to"],
+        date=day(str(data["date"])),
     )

@@ -14,6 +14,7 @@ import unicodedata
 from typing import Any, NoReturn
 
 from bot.commands.registry import Option, Params, UsageError, fan_out
+from bot.core.i18n import N_, Message, joined, number, t, tn
 from bot.core.text import clean
 from bot.upstream.client import PermanentError, Upstream
 from config import Settings
@@ -21,7 +22,7 @@ from config import Settings
 SOURCES = ("yelp", "foursquare", "google-places")
 LABELS = {"yelp": "Yelp", "foursquare": "Foursquare", "google-places": "Google"}
 KEYS = {"yelp": "YELP_API_KEY", "foursquare": "FOURSQUARE_API_KEY", "google-places": "GOOGLE_PLACES_API_KEY"}
-NO_KEYS = (
+NO_KEYS = t(
     "Reviews are not set up: set at least one of YELP_API_KEY, FOURSQUARE_API_KEY or "
     "GOOGLE_PLACES_API_KEY and restart the workers."
 )
@@ -37,9 +38,9 @@ def parse(args: str) -> Params:
         what, place = text, ""
     what, place = what.strip(), place.strip()
     if not what:
-        raise UsageError("Say what to look for, e.g. /reviews pizza in Naples.")
+        raise UsageError(t("Say what to look for, e.g. /reviews pizza in Naples."))
     if len(what) > 80 or len(place) > 80:
-        raise UsageError("That is too long; keep what and where under 80 characters each.")
+        raise UsageError(t("That is too long; keep what and where under 80 characters each."))
     return {"what": what.casefold(), "place": place.casefold()}
 
 
@@ -82,14 +83,15 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return similar and (distance <= SAME_PLACE_METRES or (distance == math.inf and na == nb))
 
 
-def merge(results: list[dict[str, Any]], params: Params) -> tuple[str, bool]:
+def merge(results: list[dict[str, Any]], params: Params) -> tuple[Message, bool]:
     """(text, answered): answered is False only when no source answered at all."""
     merged: list[dict[str, Any]] = []
-    answered, missing = [], []
+    answered: list[str] = []
+    missing: list[Message] = []
     for result in sorted(results, key=lambda r: SOURCES.index(r["source"])):
         label = LABELS[result["source"]]
         if "error" in result:
-            missing.append(f"{label} ({result['error']})")
+            missing.append(t("{source} ({error})", source=label, error=result["error"]))
             continue
         answered.append(label)
         for place in result["places"]:
@@ -101,9 +103,8 @@ def merge(results: list[dict[str, Any]], params: Params) -> tuple[str, bool]:
                 match["ratings"].append((place["rating"], max(place["count"], 1)))
             if label not in match["sources"]:
                 match["sources"].append(label)
-    where = f" in {params['place']}" if params["place"] else ""
     if not answered:
-        return f"Sorry, no review source is answering right now: {', '.join(missing)}.", False
+        return t("Sorry, no review source is answering right now: {sources}.", sources=joined(missing)), False
     for place in merged:
         weight = sum(c for _, c in place["ratings"])
         place["combined"] = sum(r * c for r, c in place["ratings"]) / weight if weight else None
@@ -112,29 +113,46 @@ def merge(results: list[dict[str, Any]], params: Params) -> tuple[str, bool]:
             PRIOR_WEIGHT + weight
         )
     ranked = sorted((p for p in merged if p["combined"] is not None), key=lambda p: -p["score"])[:TOP]
-    lines = (
-        [f"Reviews for {params['what']}{where}:"]
-        if ranked
-        else [f"No places found for {params['what']}{where}."]
-    )
+    what, where = params["what"], params["place"]
+    if ranked:
+        heading = (
+            t("Reviews for {what} in {place}:", what=what, place=where)
+            if where
+            else t("Reviews for {what}:", what=what)
+        )
+    else:
+        heading = (
+            t("No places found for {what} in {place}.", what=what, place=where)
+            if where
+            else t("No places found for {what}.", what=what)
+        )
+    lines: list[Message] = [heading]
     for n, place in enumerate(ranked, 1):
         lines.append(
-            f"{n}. {place['name']} — {place['combined']:.1f}★ from {place['reviews']:,} reviews "
-            f"({', '.join(place['sources'])})"
+            tn(
+                "{rank}. {name} — {rating}★ from {n} review ({sources})",
+                "{rank}. {name} — {rating}★ from {n} reviews ({sources})",
+                place["reviews"],
+                rank=n,
+                name=place["name"],
+                rating=number(place["combined"], "0.0"),
+                n=place["reviews"],
+                sources=", ".join(place["sources"]),
+            )
         )
     if missing:
-        lines.append(f"Missing: {'; '.join(missing)}.")
-    return "\n".join(lines), True
+        lines.append(t("Missing: {sources}.", sources=joined(missing, "; ")))
+    return lines, True
 
 
 @fan_out(
     "reviews",
-    help="restaurant reviews merged from Yelp, Foursquare and Google",
+    help=N_("restaurant reviews merged from Yelp, Foursquare and Google"),
     usage="/reviews WHAT [in PLACE]",
     parse=parse,
     ttl_setting="REVIEWS_CACHE_TTL",
-    provider_name="the review sources",
-    options=(Option("what", "what to eat, e.g. pizza in Naples"),),
+    provider_name=N_("Review search"),
+    options=(Option("what", N_("what to eat, e.g. pizza in Naples")),),
     sources=SOURCES,
     merge=merge,
     enabled=enabled_sources,

@@ -3,43 +3,45 @@
 from __future__ import annotations
 
 from bot.commands.registry import Option, Params, UsageError, lookup
+from bot.core.i18n import N_, Message, number, t
 from bot.core.text import clean
 from bot.upstream.client import NotFound, Upstream
 
 # WMO weather interpretation codes, as Open-Meteo documents them.
 WEATHER_CODES = {
-    0: "clear sky", 1: "mainly clear", 2: "partly cloudy", 3: "overcast", 45: "fog",
-    48: "depositing rime fog", 51: "light drizzle", 53: "drizzle", 55: "dense drizzle",
-    56: "freezing drizzle", 57: "dense freezing drizzle", 61: "light rain", 63: "rain",
-    65: "heavy rain", 66: "freezing rain", 67: "heavy freezing rain", 71: "light snow",
-    73: "snow", 75: "heavy snow", 77: "snow grains", 80: "light showers", 81: "showers",
-    82: "violent showers", 85: "snow showers", 86: "heavy snow showers", 95: "thunderstorm",
-    96: "thunderstorm with hail", 99: "thunderstorm with heavy hail",
+    0: N_("clear sky"), 1: N_("mainly clear"), 2: N_("partly cloudy"), 3: N_("overcast"),
+    45: N_("fog"), 48: N_("depositing rime fog"), 51: N_("light drizzle"), 53: N_("drizzle"),
+    55: N_("dense drizzle"), 56: N_("freezing drizzle"), 57: N_("dense freezing drizzle"),
+    61: N_("light rain"), 63: N_("rain"), 65: N_("heavy rain"), 66: N_("freezing rain"),
+    67: N_("heavy freezing rain"), 71: N_("light snow"), 73: N_("snow"), 75: N_("heavy snow"),
+    77: N_("snow grains"), 80: N_("light showers"), 81: N_("showers"), 82: N_("violent showers"),
+    85: N_("snow showers"), 86: N_("heavy snow showers"), 95: N_("thunderstorm"),
+    96: N_("thunderstorm with hail"), 99: N_("thunderstorm with heavy hail"),
 }  # fmt: skip
 
 
 def parse(args: str) -> Params:
     text = clean(args)
     if not text:
-        raise UsageError("Name a place.")
+        raise UsageError(t("Name a place."))
     if len(text) > 100:
-        raise UsageError("That place name is too long.")
+        raise UsageError(t("That place name is too long."))
     return {"place": text.casefold()}
 
 
 @lookup(
     "weather",
-    help="current weather for a place (Open-Meteo)",
+    help=N_("current weather for a place (Open-Meteo)"),
     usage="/weather PLACE",
     parse=parse,
     ttl_setting="WEATHER_CACHE_TTL",
     provider_name="Open-Meteo",
     breaker="open-meteo",
-    options=(Option("place", "a city or place, e.g. Paris"),),
+    options=(Option("place", N_("a city or place, e.g. Paris")),),
 )
-def weather(params: Params, upstream: Upstream) -> str:
+def weather(params: Params, upstream: Upstream) -> Message:
     settings = upstream.settings
-    no_place = f"No such place: “{params['place']}”."
+    no_place = t("No such place: “{place}”.", place=params["place"])
     found = upstream.get_json(
         "open-meteo",
         f"{settings.OPEN_METEO_GEOCODING_URL}/search",
@@ -62,7 +64,15 @@ def weather(params: Params, upstream: Upstream) -> str:
         not_found=no_place,
     )["current"]
     name = ", ".join(str(p) for p in (place.get("name"), place.get("admin1"), place.get("country")) if p)
-    sky = WEATHER_CODES.get(int(current["weather_code"]), f"weather code {current['weather_code']}")
+    code = int(current["weather_code"])
+    sky = t(WEATHER_CODES[code]) if code in WEATHER_CODES else t("weather code {code}", code=str(code))
     temperature, feels = float(current["temperature_2m"]), float(current["apparent_temperature"])
     wind = float(current["wind_speed_10m"])
-    return f"{name}: {temperature:.1f} °C (feels like {feels:.1f} °C), {sky}, wind {wind:.0f} km/h"
+    return t(
+        "{place}: {temperature} °C (feels like {feels} °C), {sky}, wind {wind} km/h",
+        place=name,
+        temperature=number(temperature, "0.0"),
+        feels=number(feels, "0.0"),
+        sky=sky,
+        wind=number(wind, "0"),
+    )

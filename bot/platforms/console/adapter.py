@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import secrets
 import sys
 import threading
@@ -81,6 +82,7 @@ class ConsoleAdapter:
             command=parsed.command,
             args=parsed.args,
             received_at=time.time(),
+            locale=os.environ.get("LANG", ""),  # "de_DE.UTF-8" reads German
         )
 
         async def answer(outcome: Outcome) -> None:
@@ -88,7 +90,7 @@ class ConsoleAdapter:
                 self.pending.add(request.request_id)
                 self._idle.clear()
             if outcome.reply is not None:
-                self.write(outcome.reply.text)
+                self.write(outcome.reply.shown)
 
         await self.pipeline.handle(request, answer=answer)
 

@@ -16,7 +16,7 @@ REPLY_LIST_TTL = 3600
 
 def send(redis_client: Any, request: Request, reply: Reply) -> None:
     """Worker side: hand the reply to the console process that asked, exactly once."""
-    payload = json.dumps({"request_id": request.request_id, "text": reply.text, "kind": reply.kind})
+    payload = json.dumps({"request_id": request.request_id, "text": reply.shown, "kind": reply.kind})
     script = redis_client.register_script(DELIVER_ONCE)
     script(
         keys=[keys.delivered(request.request_id), keys.console_replies(request.chat)],

@@ -18,6 +18,8 @@ import yarl
 from discord.gateway import DiscordWebSocket
 
 from bot.commands import registry
+from bot.core import i18n
+from bot.core.i18n import t
 from bot.core.request import Request
 from bot.ops import sentry
 from bot.pipeline import Outcome, Pipeline, parse_command
@@ -30,13 +32,21 @@ log = logging.getLogger(__name__)
 OPTION_TYPES = {"string": 3, "number": 10, "user": 6}
 
 
+def _localized(text: str, limit: int) -> dict[str, str]:
+    """`description_localizations`: the text in each language we have but the source one
+    (Discord's locale codes for German and French are the bare language)."""
+    return {lang: i18n.translate(text, lang)[:limit] for lang in i18n.LANGUAGES if lang != i18n.SOURCE}
+
+
 def command_payloads() -> list[dict[str, Any]]:
-    """The registry as Discord application commands (CHAT_INPUT, typed described options)."""
+    """The registry as Discord application commands (CHAT_INPUT, typed described options),
+    described in every language we have."""
     return [
         {
             "name": command.name,
             "type": 1,
             "description": command.help[:100],
+            "description_localizations": _localized(command.help, 100),
             # "0": hidden from everyone but server admins; the pipeline still checks ADMINS.
             **({"default_member_permissions": "0"} if command.is_admin else {}),
             "options": [
@@ -44,6 +54,7 @@ def command_payloads() -> list[dict[str, Any]]:
                     "type": OPTION_TYPES[option.kind],
                     "name": option.name,
                     "description": option.description[:100],
+                    "description_localizations": _localized(option.description, 100),
                     "required": option.required,
                 }
                 for option in command.options
@@ -165,6 +176,7 @@ class DiscordAdapter:
                 "deferred": True,
             },
             received_at=time.time(),
+            locale=interaction.locale.value,  # the user's Discord language ("de", "en-US")
         )
 
         async def defer() -> None:
@@ -177,7 +189,7 @@ class DiscordAdapter:
             reply = outcome.reply or outcome.quiet
             if reply is None:
                 return
-            parts = split(reply.text)
+            parts = split(reply.shown)
             only_them = reply.ephemeral or reply.private  # admin answers: never the whole channel
             try:
                 if interaction.response.is_done():  # deferred, then the queue was unavailable
@@ -213,9 +225,9 @@ class DiscordAdapter:
         async def answer(outcome: Outcome) -> None:
             try:
                 if outcome.reply is not None and outcome.reply.private and message.guild is not None:
-                    await self._answer_privately(message, outcome.reply.text)
+                    await self._answer_privately(message, outcome.reply.shown, outcome.language)
                 elif outcome.reply is not None:
-                    first, *rest = split(outcome.reply.text)
+                    first, *rest = split(outcome.reply.shown)
                     await message.channel.send(first, reference=message, mention_author=False)
                     for part in rest:
                         await message.channel.send(part)
@@ -226,13 +238,13 @@ class DiscordAdapter:
 
         await self.pipeline.handle(request, outbound=(global_bucket(self.settings),), answer=answer)
 
-    async def _answer_privately(self, message: discord.Message, text: str) -> None:
+    async def _answer_privately(self, message: discord.Message, text: str, language: str) -> None:
         """An admin answer typed as a prefix command in a server channel goes by direct
         message; the channel learns only where it went, or that direct messages are closed."""
         try:
             for part in split(text):
                 await message.author.send(part)
-            note = "Sent you the answer in a direct message."
+            note = t("Sent you the answer in a direct message.")
         except discord.Forbidden:
-            note = "I cannot send you direct messages: allow them from server members, then try again."
-        await message.channel.send(note, reference=message, mention_author=False)
+            note = t("I cannot send you direct messages: allow them from server members, then try again.")
+        await message.channel.send(i18n.render(note, language), reference=message, mention_author=False)

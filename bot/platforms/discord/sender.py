@@ -35,7 +35,7 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
     use_webhook = (
         meta.get("kind") == "interaction" and meta.get("deferred") and age < TOKEN_LIFETIME - TOKEN_MARGIN
     )
-    for index, part in enumerate(split(reply.text)):
+    for index, part in enumerate(split(reply.shown)):
         if redis_client.hexists(marker, index):
             continue  # sent by an earlier try of this task
         body: dict[str, Any] = {"content": part, "allowed_mentions": NO_MENTIONS}

@@ -21,6 +21,8 @@ from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from bot.commands import registry
+from bot.core import i18n
+from bot.core.i18n import t
 from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
 from bot.pipeline import Outcome, Pipeline, parse_command
@@ -49,6 +51,7 @@ class Incoming:
     automatic: bool = False  # a channel post copied into its discussion group
     reply_to_user: str | None = None
     reply_to_bot: bool = False
+    language: str = ""  # the sender's app language (language_code), "" when not given
 
 
 @dataclass
@@ -83,7 +86,11 @@ def read_plain(data: dict[str, Any]) -> Incoming | None:
         return None
     if not isinstance(chat_type, str) or user_id == AUTOMATIC_FORWARDS:
         return None
-    return Incoming(data["update_id"], chat_id, chat_type, message_id, text, str(user_id))
+    language = sender.get("language_code")
+    return Incoming(
+        data["update_id"], chat_id, chat_type, message_id, text, str(user_id),
+        language=language[:35] if isinstance(language, str) else "",
+    )  # fmt: skip
 
 
 # --- the adapter --------------------------------------------------------------------------
@@ -134,10 +141,15 @@ class TelegramAdapter:
         log.info("telegram: connected as @%s (%s mode)", self.username, self.settings.TELEGRAM_MODE)
 
     async def publish_commands(self) -> None:
-        """The command menu users see, from the registry; admins' private chats also list the
-        admin commands (authorization is still checked on every call)."""
+        """The command menu users see, from the registry, described in each language we have
+        (Telegram shows the one for the user's app language, else the default); admins' private
+        chats also list the admin commands (authorization is still checked on every call)."""
+        for language in i18n.LANGUAGES:
+            menu = [BotCommand(c.name, i18n.translate(c.help, language)[:256]) for c in registry.commands()]
+            await self.app.bot.set_my_commands(
+                menu, language_code=None if language == i18n.SOURCE else language
+            )
         users = [BotCommand(c.name, c.help[:256]) for c in registry.commands()]
-        await self.app.bot.set_my_commands(users)
         everything = users + [BotCommand(c.name, c.help[:256]) for c in registry.commands(admin=True)]
         for admin in sorted(self.settings.admins):
             platform, _, user = admin.partition(":")
@@ -241,12 +253,13 @@ class TelegramAdapter:
                 "reply_to_user": incoming.reply_to_user,
             },
             received_at=time.time(),
+            locale=incoming.language,
         )
         exchange = _exchange.get()
 
         async def answer(outcome: Outcome) -> None:
             if outcome.reply is not None and outcome.reply.private and chat_type != "private":
-                await self._answer_privately(request, outcome.reply)
+                await self._answer_privately(request, outcome.reply, outcome.language)
             elif outcome.reply is not None:
                 if exchange is None or not self._in_response(exchange, request, outcome.reply):
                     await self._answer(request, outcome.reply)
@@ -273,7 +286,7 @@ class TelegramAdapter:
         group = request.meta.get("chat_type") in GROUP_TYPES
         if exchange.call is not None or mode == "off" or (mode == "private" and group):
             return False
-        parts = render(reply.text)
+        parts = render(reply.shown)
         if len(parts) != 1:
             return False
         call: dict[str, Any] = {
@@ -304,7 +317,7 @@ class TelegramAdapter:
             # In a group, show which message this answers; in a private chat it is obvious.
             params["reply_parameters"] = json.dumps(reply_parameters(request.meta["message_id"]))
         try:
-            for part in render(reply.text):
+            for part in render(reply.shown):
                 params["text"] = part
                 status = await self.transport.post_form(self._send_url, params)
                 if status == 403:
@@ -324,20 +337,20 @@ class TelegramAdapter:
             await self.pipeline.queue.deliver(request, reply)
         return 200
 
-    async def _answer_privately(self, request: Request, reply: Reply) -> None:
+    async def _answer_privately(self, request: Request, reply: Reply, language: str) -> None:
         """An answer others in a group must not see goes to the asker's private chat; the
         group learns only where it went, or how to let the bot write there (a bot may not
         start a private chat: the user must have pressed Start once)."""
         status = await self._answer(request, reply, chat=request.user)
         if status == 200:
-            note = Reply("Sent you the answer in a private message.", "notice")
+            note = t("Sent you the answer in a private message.")
         else:
-            note = Reply(
-                f"I cannot write to you privately yet: open a chat with @{self.app.bot.username}, "
-                "press Start, then send the command again.",
-                "notice",
+            note = t(
+                "I cannot write to you privately yet: open a chat with @{bot}, press Start, then send "
+                "the command again.",
+                bot=self.app.bot.username or "",
             )
-        await self._answer(request, note)
+        await self._answer(request, Reply(note, "notice").rendered(language))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -369,6 +382,7 @@ def incoming_from(update_id: int, message: Any, bot_id: int) -> Incoming | None:
         # An admin may name a user by replying to their message (/ban in a group).
         reply_to_user=_speaker(replied) if replied is not None else None,
         reply_to_bot=replied is not None and replied.from_user is not None and replied.from_user.id == bot_id,
+        language=str(message.from_user.language_code or "")[:35] if message.from_user is not None else "",
     )
 
 

@@ -30,7 +30,7 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
     token = settings.TELEGRAM_TOKEN.get_secret_value()
     url = f"{settings.TELEGRAM_API_URL}/bot{token}/sendMessage"
     marker = keys.delivered(request.request_id)
-    for index, part in enumerate(render(reply.text)):
+    for index, part in enumerate(render(reply.shown)):
         if redis_client.hexists(marker, index):
             continue  # sent by an earlier try of this task
         params: dict[str, Any] = {"chat_id": request.chat, "text": part, "parse_mode": PARSE_MODE}
