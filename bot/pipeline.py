@@ -43,6 +43,9 @@ class Outcome:
     quiet: Reply | None = None
     # The language the replies are rendered in: an adapter says its own notes in it too.
     language: str = i18n.SOURCE
+    # The reply would read differently for another user (their language): only for inline
+    # queries, whose answers Telegram may show to everyone who types the same query.
+    personal: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,9 @@ class Pipeline:
         outcome = await self._answer(request, parsed, decision, before_queue)
         # In the asker's language: their /lang choice (the gate read it), else the platform's.
         language = i18n.choose(decision.language, request.locale)
+        if request.meta.get("kind") == "inline" and outcome.reply is not None:
+            shown = {i18n.render(outcome.reply.text, other) for other in i18n.LANGUAGES}
+            outcome = replace(outcome, personal=len(shown) > 1)
         outcome = replace(
             outcome,
             reply=outcome.reply and outcome.reply.rendered(language),

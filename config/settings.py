@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     RATE_LIMIT_BURST: int = Field(5, ge=1, le=10_000, description="messages a user may send at once")
     DEDUPE_LEASE: float = Field(30.0, ge=1, le=600, description="seconds a request id is being handled")
     DEDUPE_TTL: int = Field(86_400, ge=60, description="seconds a request id is remembered")
+    INLINE_RATE_LIMIT: str = Field("60/minute", description="per-user rate of inline queries")
+    INLINE_RATE_LIMIT_BURST: int = Field(20, ge=1, le=10_000, description="inline queries at once")
 
     # --- what users read --------------------------------------------------------------
     DEFAULT_LANGUAGE: Literal["en", "de", "fr"] = Field(
@@ -154,6 +156,9 @@ class Settings(BaseSettings):
     TELEGRAM_WEBHOOK_REPLIES: Literal["off", "private", "all"] = Field(
         "private", description="answers carried in the webhook's response: off, private chats, all"
     )
+    TELEGRAM_INLINE_WAIT: float = Field(
+        3.0, gt=0, le=10, description="seconds an inline query waits for a lookup before 'still looking'"
+    )
     TELEGRAM_GLOBAL_RATE: str = Field("30/second", description="outbound messages per bot")
     TELEGRAM_CHAT_RATE: str = Field("1/second", description="outbound messages per chat")
     TELEGRAM_CHAT_BURST: int = Field(3, ge=1, description="short bursts tolerated per chat")
@@ -193,6 +198,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "RATE_LIMIT",
+        "INLINE_RATE_LIMIT",
         "TELEGRAM_GLOBAL_RATE",
         "TELEGRAM_CHAT_RATE",
         "TELEGRAM_GROUP_RATE",

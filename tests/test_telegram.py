@@ -17,6 +17,7 @@ from bot.platforms.telegram.render import render, split_text
 from tests.botprocess import BotProcess
 from tests.chat_telegram import TOKEN, running
 from tests.conftest import wait_until
+from tests.emulators.upstreams import Fault
 
 FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of Nov 27, 2026)"
 
@@ -266,3 +267,67 @@ def test_the_menu_is_published_in_every_language(polling_bot: BotProcess, telegr
     assert menus["de"]["fx"] == "einen Betrag zwischen Währungen umrechnen (EZB-Kurse)"
     assert set(menus["de"]) == set(menus["fr"]) == {c.name for c in registry.commands()}
     assert set(menus) == {"de", "fr"}, "English is the default menu"
+
+
+def _inline(telegram: Any, user_id: int, query: str, language_code: str = "en") -> dict[str, Any]:
+    """Type `@bot QUERY`; the one answer the query got (a second would be refused)."""
+    update = telegram.inline_update(user_id, query, language_code)
+    telegram.push(update)
+    query_id = update["inline_query"]["id"]
+    assert telegram.wait_for(lambda: telegram.inline_answers(query_id), 15), f"no answer to {query!r}"
+    [answer] = telegram.inline_answers(query_id)
+    assert len(answer["results"]) == 1
+    return answer
+
+
+def _shown(answer: dict[str, Any]) -> str:
+    return str(answer["results"][0]["input_message_content"]["message_text"])
+
+
+def test_an_inline_query_is_answered_from_a_lookup_then_from_the_cache(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, upstreams: Any
+) -> None:
+    user = make_tg_chat().user_id
+    miss = _inline(telegram, user, "fx 100 usd eur", "de")  # the worker answers the query
+    assert _shown(miss) == "100,00 USD = 92,00 EUR (EZB-Kurs vom 27.11.2026)"
+    assert (miss["cache_time"], miss["is_personal"]) == ("0", "true")
+    hit = _inline(telegram, user, "/fx 100 USD EUR", "de")  # the bot process, from the cache
+    assert _shown(hit) == _shown(miss)
+    fx = registry.get("fx")
+    assert fx is not None and hit["cache_time"] == str(fx.ttl()), "Telegram may cache it as long as we do"
+    assert hit["is_personal"] == "true", "German numbers: not for everyone who types the same"
+    assert upstreams.count("fx") == 1
+    _inline(telegram, user, "wiki Alan Turing")
+    wiki = _inline(telegram, user, "wiki Alan Turing", "de")
+    assert wiki["is_personal"] == "false", "Wikipedia's text reads the same in every language"
+    usage = _inline(telegram, user, "fx 100")
+    assert usage["results"][0]["title"] == "How to use it"
+    assert _shown(usage) == "Give an amount and two currency codes.\nUsage: /fx AMOUNT FROM TO"
+    other = _inline(telegram, user, "ban 42")  # not a lookup: never run inline
+    assert _shown(other).startswith("Type a lookup after @LookupTestBot: fx 100 usd eur")
+
+
+def test_a_slow_inline_lookup_says_it_is_still_looking_then_the_next_keystroke_hits(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, upstreams: Any
+) -> None:
+    user = make_tg_chat().user_id
+    upstreams.script("fx", Fault(delay=1.5), Fault(delay=1.5))  # two timeouts: ~2 s > the 1 s wait
+    waiting = _inline(telegram, user, "fx 5 chf usd")
+    assert _shown(waiting) == "Still looking it up… type one more character to see the answer."
+    assert waiting["cache_time"] == "0"
+    assert wait_until(lambda: upstreams.count("fx") == 3, timeout=10)
+    landed = wait_until(
+        lambda: _shown(_inline(telegram, user, "fx 5 chf usd ")).startswith("5.00 CHF = "), 10
+    )
+    assert landed, "the next keystroke is answered from the cache"
+
+
+def test_inline_queries_have_their_own_rate_limit(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any
+) -> None:
+    user = make_tg_chat().user_id
+    for _ in range(5):  # the message budget's burst
+        _inline(telegram, user, "fx 1")
+    chat = make_tg_chat(user_id=user)
+    chat.send("/ping")
+    assert chat.reply() == "pong", "typing inline did not use up the user's message budget"

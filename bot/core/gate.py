@@ -16,7 +16,7 @@ import redis.exceptions
 from bot.core import keys
 from bot.core.limits import Bucket
 from bot.core.request import Request
-from config import Settings
+from config import Settings, parse_rate
 
 log = logging.getLogger(__name__)
 SCRIPT = (Path(__file__).with_name("gate.lua")).read_text()
@@ -62,6 +62,8 @@ class Gate:
             str(rate.interval_ms).encode(),
             str(settings.RATE_LIMIT_BURST).encode(),
         )
+        inline = parse_rate(settings.INLINE_RATE_LIMIT)
+        self._inline = (str(inline.interval_ms).encode(), str(settings.INLINE_RATE_LIMIT_BURST).encode())
         self._coalesce_ttl = str(settings.COALESCE_TTL).encode()
         self._coalesce = "k" if settings.COALESCE else "-"
         self._dedupe_ttl = str(settings.DEDUPE_TTL).encode()
@@ -83,6 +85,10 @@ class Gate:
         seen = keys.seen(request.request_id)
         flags = ("a" if is_admin else "-") + ("c" if cache_key else "-") + self._coalesce
         lease, interval, burst = self._constants
+        # Inline queries (one per keystroke while typing) have their own rate limit.
+        lane = "inline" if request.meta.get("kind") == "inline" else ""
+        if lane:
+            interval, burst = self._inline
         stats = keys.stats(int(time.time() // 60))
         if cache_key:
             lookup_keys = (keys.inflight(cache_key), keys.waiters(cache_key), keys.breaker(breaker or "none"))
@@ -91,8 +97,9 @@ class Gate:
             lookup_keys, payload = (seen, seen, seen), ""
         settled, self._settled = self._settled, []
         args = (
-            10 + len(outbound) + len(settled), seen, keys.ADMIN, keys.rate(user), cache_key or seen, stats,
-            *lookup_keys, keys.rate_told(user), keys.prefs(user), *(b.key for b in outbound), *settled,
+            10 + len(outbound) + len(settled), seen, keys.ADMIN, keys.rate(user, lane), cache_key or seen,
+            stats, *lookup_keys, keys.rate_told(user, lane), keys.prefs(user), *(b.key for b in outbound),
+            *settled,
             user, lease, interval, burst, flags, payload, self._coalesce_ttl, self._dedupe_ttl,
             *(n for b in outbound for n in (b.interval_ms, b.burst)),
         )  # fmt: skip

@@ -33,14 +33,21 @@ def seen(request_id: str) -> str:
     return f"seen:{request_id}"
 
 
-def rate(user_key: str) -> str:
-    """A user's GCRA state (theoretical arrival time in ms)."""
-    return f"rl:{user_key}"
+def rate(user_key: str, lane: str = "") -> str:
+    """A user's GCRA state (theoretical arrival time in ms); `lane` "inline": their inline
+    queries, which come one per keystroke and have their own, larger budget."""
+    return f"rl:{user_key}:{lane}" if lane else f"rl:{user_key}"
 
 
-def rate_told(user_key: str) -> str:
+def rate_told(user_key: str, lane: str = "") -> str:
     """Set while a limited user has been told when to retry: until then, silence."""
-    return f"rl:{user_key}:told"
+    return f"{rate(user_key, lane)}:told"
+
+
+def inline_answered(query_id: str) -> str:
+    """Set by whoever answers an inline query first: the worker with the lookup's result, or
+    the bot process saying it is still being looked up (a query takes one answer)."""
+    return f"inline:{query_id}"
 
 
 def prefs(user_key: str) -> str:

@@ -225,6 +225,27 @@ class TelegramEmulator(Recorder):
             "message": message,
         }
 
+    def inline_update(self, user_id: int, query: str, language_code: str = "en") -> dict[str, Any]:
+        """Someone typing `@bot QUERY` in any chat (Telegram sends one per pause in typing)."""
+        return {
+            "update_id": next(self._update_ids),
+            "inline_query": {
+                "id": str(next(self._message_ids) * 7919),
+                "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "language_code": language_code},
+                "query": query[:256],  # Telegram's limit on an inline query's text
+                "offset": "",
+                "chat_type": "private",
+            },
+        }
+
+    def inline_answers(self, query_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                s.params
+                for s in self.sent
+                if s.method == "answerInlineQuery" and s.params["inline_query_id"] == query_id
+            ]
+
     def push(self, update: dict[str, Any]) -> None:
         """Deliver an update: to the webhook if one is set, else to getUpdates."""
         message = update.get("message") if isinstance(update, dict) else None
@@ -460,6 +481,34 @@ class TelegramEmulator(Recorder):
             )
             self._changed.notify_all()
         return self._ok(message)
+
+    async def _m_answerInlineQuery(self, params: dict[str, Any]) -> web.Response:
+        """One answer per query, at most 50 results with 1-64 byte ids (Bot API); a second
+        answer is refused as the real server does."""
+        query_id = str(params.get("inline_query_id", ""))
+        try:
+            results = json.loads(params.get("results", "[]"))
+        except ValueError:
+            return self._error(400, "Bad Request: can't parse inline query results JSON object")
+        if not isinstance(results, list) or len(results) > 50:
+            return self._error(400, "Bad Request: RESULTS_TOO_MUCH")
+        for result in results:
+            if (
+                not 1 <= len(str(result.get("id", "")).encode()) <= 64
+                or "input_message_content" not in result
+            ):
+                return self._error(400, "Bad Request: RESULT_ID_INVALID")
+        with self._changed:
+            if any(
+                s.method == "answerInlineQuery" and s.params["inline_query_id"] == query_id for s in self.sent
+            ):
+                return self._error(
+                    400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+                )
+            recorded = {**params, "results": results}
+            self.sent.append(Sent(time.monotonic(), "answerInlineQuery", 0, "", recorded, 0))
+            self._changed.notify_all()
+        return self._ok(True)
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:
         chat_id = int(params.get("chat_id", 0))

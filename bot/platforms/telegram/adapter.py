@@ -18,16 +18,30 @@ from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.constants import ChatAction
 from telegram.error import NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    ContextTypes,
+    InlineQueryHandler,
+    MessageHandler,
+    filters,
+)
 
 from bot.commands import registry
-from bot.core import i18n
+from bot.core import i18n, keys
 from bot.core.i18n import t
 from bot.core.request import Reply, Request
 from bot.ops import metrics, sentry
 from bot.pipeline import Outcome, Pipeline, parse_command
 from bot.platforms.telegram.budget import buckets
-from bot.platforms.telegram.render import GROUP_TYPES, PARSE_MODE, PLATFORM, render, reply_parameters
+from bot.platforms.telegram.render import (
+    GROUP_TYPES,
+    PARSE_MODE,
+    PLATFORM,
+    inline_answer,
+    render,
+    reply_parameters,
+)
 from bot.platforms.telegram.transport import AiohttpRequest
 from config import Settings
 
@@ -35,6 +49,8 @@ log = logging.getLogger(__name__)
 
 AUTOMATIC_FORWARDS = 777000  # Telegram's id on posts a linked channel copies into its group
 WEBHOOK_PATH = "/telegram/webhook"
+# Telegram sends only the update types listed (inline queries also need /setinline at BotFather).
+UPDATES = ["message", "inline_query"]
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -104,6 +120,7 @@ class TelegramAdapter:
         root = settings.TELEGRAM_API_URL
         self.transport = AiohttpRequest(read_timeout=settings.REDIS_TIMEOUT + 5)
         self._send_url = f"{root}/bot{token}/sendMessage"
+        self._inline_url = f"{root}/bot{token}/answerInlineQuery"
         builder = (
             ApplicationBuilder()
             .token(token)
@@ -119,6 +136,7 @@ class TelegramAdapter:
             builder = builder.updater(None)  # our own HTTP server receives the webhook
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.app.add_handler(MessageHandler(filters.TEXT, self._on_message))
+        self.app.add_handler(InlineQueryHandler(self._on_inline_query))
         self.app.add_error_handler(self._on_error)
         self.username = ""
         self._background: set[asyncio.Task[Any]] = set()
@@ -131,12 +149,12 @@ class TelegramAdapter:
             await self.app.bot.set_webhook(
                 self.settings.TELEGRAM_WEBHOOK_URL,
                 secret_token=self.settings.TELEGRAM_WEBHOOK_SECRET.get_secret_value(),
-                allowed_updates=["message"],
+                allowed_updates=UPDATES,
                 max_connections=40,
             )
         else:
             assert self.app.updater is not None
-            await self.app.updater.start_polling(allowed_updates=["message"], timeout=10)
+            await self.app.updater.start_polling(allowed_updates=UPDATES, timeout=10)
         await self.app.start()
         log.info("telegram: connected as @%s (%s mode)", self.username, self.settings.TELEGRAM_MODE)
 
@@ -275,6 +293,74 @@ class TelegramAdapter:
         outcome = await self.pipeline.handle(request, outbound=outbound, answer=answer, settle=settle)
         if exchange is not None:
             exchange.handled.append((request, outcome))
+
+    async def _on_inline_query(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`@bot fx 100 usd eur` typed in any chat: the lookup's answer as one article result.
+        A hit is answered at once; a miss is queued, and answered by the worker when it lands
+        within TELEGRAM_INLINE_WAIT, else by a "still looking" result (cache_time 0), so the
+        next keystroke gets the cached answer. Same gate as messages, with its own rate."""
+        query = update.inline_query
+        if query is None:
+            return
+        parsed = parse_command("/" + query.query.strip().lstrip("/"))
+        command = registry.get(parsed.command)
+        lookup = command is not None and command.is_lookup
+        request = Request(
+            platform=PLATFORM,
+            chat="",  # the answer goes back to the query, not to a chat
+            user=str(query.from_user.id),
+            request_id=f"{PLATFORM}:{update.update_id}",
+            command=parsed.command if lookup else "",
+            args=parsed.args if lookup else "",
+            meta={"kind": "inline", "inline_query_id": query.id},
+            received_at=time.time(),
+            locale=str(query.from_user.language_code or "")[:35],
+        )
+
+        async def answer(outcome: Outcome) -> None:
+            if outcome.queued:
+                self._spawn(self._still_looking(query.id, outcome.language))
+            if outcome.reply is None:
+                return
+            text, title = outcome.reply.shown, ""
+            if outcome.reply.kind == "usage":
+                title = i18n.render(t("How to use it"), outcome.language)
+                if not lookup:  # not a lookup at all (or nothing typed yet): say what is
+                    examples = "fx 100 usd eur · weather Paris · wiki Ada Lovelace"
+                    text = i18n.render(
+                        t(
+                            "Type a lookup after @{bot}: {examples}",
+                            bot=self.app.bot.username or "",
+                            examples=examples,
+                        ),
+                        outcome.language,
+                    )
+            # Telegram may serve a fresh answer for as long as our cache would.
+            cache_time = command.ttl() if command is not None and outcome.decision == "hit" else 0
+            await self._answer_inline(
+                request, inline_answer(query.id, text, cache_time, outcome.personal, title)
+            )
+
+        await self.pipeline.handle(request, answer=answer)
+
+    async def _still_looking(self, query_id: str, language: str) -> None:
+        """The lookup did not land within TELEGRAM_INLINE_WAIT: say so, unless the worker
+        answered first (a query takes one answer; whoever claims it answers)."""
+        await asyncio.sleep(self.settings.TELEGRAM_INLINE_WAIT)  # a timer, not a poll
+        if await self.pipeline.redis.set(keys.inline_answered(query_id), "bot", nx=True, ex=60):
+            text = i18n.render(t("Still looking it up… type one more character to see the answer."), language)
+            await self._answer_inline(None, inline_answer(query_id, text, 0, True))
+
+    async def _answer_inline(self, request: Request | None, params: dict[str, str]) -> None:
+        """One try: an inline answer is worth nothing a few seconds later (the user typed on)."""
+        name = request.request_id if request else "-"
+        try:
+            status = await self.transport.post_form(self._inline_url, params)
+        except NetworkError as exc:
+            log.info("%s: inline answer not sent: %s", name, exc)
+            return
+        if status != 200:
+            log.info("%s: telegram refused an inline answer (%s)", name, status)
 
     def _in_response(self, exchange: Exchange, request: Request, reply: Reply) -> bool:
         """Put the answer in the webhook's response if the settings allow it for this chat

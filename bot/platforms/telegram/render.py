@@ -3,7 +3,9 @@ parse mode, and splitting at the 4096-character limit of one message."""
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 
 from bot.core import text as text_rules
 
@@ -26,3 +28,29 @@ def render(text: str) -> list[str]:
     """Parts ready for `parse_mode=HTML`: split on the visible text, then escaped, so an
     `&amp;` still counts as the one character Telegram shows."""
     return [html.escape(part, quote=False) for part in split_text(text)]
+
+
+INLINE_DESCRIPTION = 200  # what the result list shows under a result's title
+
+
+def inline_answer(
+    query_id: str, text: str, cache_time: int, personal: bool, title: str = ""
+) -> dict[str, str]:
+    """answerInlineQuery's parameters: one article result whose message is `text` (its first
+    part, should it not fit one message), titled with its first line unless `title` is given;
+    `cache_time`: how long Telegram may serve it for the same query; `personal`: only to this
+    user (the text reads differently for others: their language)."""
+    first, _, rest = text.partition("\n")
+    result = {
+        "type": "article",
+        "id": hashlib.sha256(text.encode()).hexdigest()[:32],  # 1-64 bytes
+        "title": (title or first)[:INLINE_DESCRIPTION],
+        "description": (rest if not title else text)[:INLINE_DESCRIPTION],
+        "input_message_content": {"message_text": render(text)[0], "parse_mode": PARSE_MODE},
+    }
+    return {
+        "inline_query_id": query_id,
+        "results": json.dumps([result], ensure_ascii=False),
+        "cache_time": str(max(0, int(cache_time))),
+        "is_personal": "true" if personal else "false",
+    }

@@ -18,16 +18,22 @@ from bot.core.request import Reply, Request
 from bot.ops import metrics
 from bot.platforms.base import http_session
 from bot.platforms.telegram.budget import buckets
-from bot.platforms.telegram.render import PARSE_MODE, PLATFORM, render, reply_parameters
+from bot.platforms.telegram.render import PARSE_MODE, PLATFORM, inline_answer, render, reply_parameters
 from config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
 def send(redis_client: Any, request: Request, reply: Reply) -> None:
-    """Deliver `reply` as one or more messages; each part is sent at most once."""
+    """Deliver `reply` as one or more messages; each part is sent at most once. An inline
+    query's answer goes back to the query instead."""
     settings = get_settings()
     token = settings.TELEGRAM_TOKEN.get_secret_value()
+    if request.meta.get("kind") == "inline":
+        _answer_inline(
+            redis_client, f"{settings.TELEGRAM_API_URL}/bot{token}/answerInlineQuery", request, reply
+        )
+        return
     url = f"{settings.TELEGRAM_API_URL}/bot{token}/sendMessage"
     marker = keys.delivered(request.request_id)
     for index, part in enumerate(render(reply.shown)):
@@ -41,6 +47,25 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
         pipe.hset(marker, index, 1)
         pipe.expire(marker, settings.DEDUPE_TTL)
         pipe.execute()
+
+
+def _answer_inline(redis_client: Any, url: str, request: Request, reply: Reply) -> None:
+    """The lookup landed: answer the inline query with it, unless the bot process already
+    said "still looking" (TELEGRAM_INLINE_WAIT passed; the next keystroke hits the cache).
+    Not retried: a late answer is refused by Telegram and useless to the user."""
+    query_id = str(request.meta["inline_query_id"])
+    if not redis_client.set(keys.inline_answered(query_id), "worker", nx=True, ex=60):
+        return
+    settings = get_settings()
+    params = inline_answer(query_id, reply.shown, 0, True)
+    try:
+        response = http_session().post(
+            url, data=params, timeout=(settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
+        )
+    except requests.RequestException as exc:
+        raise Undeliverable(f"telegram unreachable for an inline answer: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise Undeliverable(f"telegram {response.status_code} to an inline answer")
 
 
 def _send_part(
