@@ -7,6 +7,7 @@ about any platform's wire format, and nothing here knows Celery: the task queue 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,16 +19,22 @@ import redis.exceptions
 
 from bot.commands import admin, registry
 from bot.commands.registry import Params, UsageError
-from bot.core import i18n, phrases
+from bot.core import i18n, keys, phrases
 from bot.core.gate import Decision, Gate
 from bot.core.i18n import t
 from bot.core.limits import Bucket
 from bot.core.queue import TaskQueue
 from bot.core.request import Reply, Request
+from bot.core.text import clean
 from bot.ops import logs, metrics
 from config import Settings
 
 log = logging.getLogger(__name__)
+
+# Discord drops an autocomplete not answered within 3 s: ours answers within this, whatever
+# Redis or the broker do.
+SUGGEST_DEADLINE = 2.0
+SUGGEST_PENDING_TTL = 30  # a fetch that died frees its key by then
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,29 @@ class Pipeline:
         mark rides on the next round trip to Redis (bot/core/gate.py)."""
         if outcome.decision not in ("duplicate", "unavailable"):
             self.gate.done(request.request_id)
+
+    async def suggest(self, source_name: str, typed: str) -> list[tuple[str, str]]:
+        """Values to offer while a user types an option, from Redis only, within
+        SUGGEST_DEADLINE: what is cached, or nothing (then a worker fetches it, once, and the
+        next keystroke gets it). Never raises: an autocomplete must always be answered."""
+        source = registry.SUGGESTIONS.get(source_name)
+        typed = clean(typed).casefold()[: keys.SUGGEST_MAX_TYPED]
+        if source is None or (source.per_query and len(typed) < 2):
+            return []
+        key = keys.suggestions(source.name, typed if source.per_query else "")
+        try:
+            return await asyncio.wait_for(self._suggest(source, key, typed), SUGGEST_DEADLINE)
+        except Exception as exc:  # Redis or the broker slow or down: an empty list in time
+            log.warning("suggestions for %s unavailable: %r", source.name, exc)
+            return []
+
+    async def _suggest(self, source: registry.Suggestions, key: str, typed: str) -> list[tuple[str, str]]:
+        cached = await self.redis.get(key)
+        if cached is not None:
+            return source.pick(json.loads(cached), typed)
+        if await self.redis.set(keys.suggestions_pending(key), "1", nx=True, ex=SUGGEST_PENDING_TTL):
+            await self.queue.suggest(source.name, typed if source.per_query else "")
+        return []
 
     async def close(self) -> None:
         """At shutdown, before the Redis client closes: the answered requests marked done."""

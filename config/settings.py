@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     BREAKER_WINDOW: float = Field(60.0, gt=0, description="seconds over which failures count")
     BREAKER_COOLDOWN: float = Field(30.0, gt=0, description="seconds open before one probe")
     CACHE_GRACE: int = Field(86_400, ge=0, description="seconds a stale answer may still be served")
+    SUGGEST_CACHE_TTL: int = Field(86_400, ge=60, description="seconds typing suggestions are cached")
     COALESCE: bool = Field(True, description="identical in-flight lookups share one upstream call")
     COALESCE_TTL: int = Field(300, ge=10, description="seconds an in-flight marker lives at most")
     UPSTREAM_RATE_LIMITS: str = Field(

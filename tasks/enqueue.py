@@ -28,6 +28,7 @@ from config import Settings
 from tasks.app import app
 from tasks.deliver import deliver, send
 from tasks.lookup import lookup
+from tasks.suggest import suggest
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class CeleryQueue:
         else:
             signature = chain(lookup.s(request.to_dict(), params), deliver.s())
         await self._publish(signature)
+
+    async def suggest(self, source: str, typed: str) -> None:
+        await self._publish(suggest.s(source, typed))
 
     async def deliver(self, request: Request, reply: Reply) -> None:
         landed = {"request": request.to_dict(), "reply": {"text": reply.text, "kind": reply.kind}}

@@ -66,6 +66,24 @@ class DiscordChat:
             locale=self.locale,
         )  # fmt: skip
 
+    def autocomplete(self, command: str, option: str, typed: str) -> tuple[list[dict[str, Any]], float]:
+        """Type `typed` into `/command`'s `option`, as a Discord client asks while one types:
+        the choices offered, and how long after the interaction the answer came."""
+        options = [{"name": option, "type": 3, "value": typed, "focused": True}]
+        interaction = self.emulator.interaction(
+            self.guild_id, self.user_id, command, options, channel_id=self.channel_id,
+            locale=self.locale, interaction_type=4,
+        )  # fmt: skip
+
+        def answered() -> Event | None:
+            return next(
+                (e for e in self.emulator.of_kind("autocomplete") if e.interaction_id == interaction.id), None
+            )
+
+        event = self.emulator.wait_for(answered, 5.0) and answered()
+        assert event is not None, f"no autocomplete answer for {command} {option}={typed!r}"
+        return list(event.body["data"]["choices"]), event.t - interaction.dispatched_at
+
     def events(self) -> list[Event]:
         return self.emulator.texts(self.channel_id)
 

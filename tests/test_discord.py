@@ -13,6 +13,7 @@ import pytest
 from bot.commands import registry
 from tests.botprocess import BotProcess
 from tests.chat_discord import TOKEN, discord_bot
+from tests.conftest import wait_until
 from tests.emulators.discord import INTERACTION_DEADLINE
 
 FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of Nov 27, 2026)"
@@ -237,3 +238,30 @@ def test_a_german_discord_user_reads_german(
         == "einen Betrag zwischen Währungen umrechnen (EZB-Kurse)"
     )
     assert synced["fx"]["options"][0]["description_localizations"]["fr"] == "combien, par ex. 100"
+
+
+def test_autocomplete_offers_currencies_and_places_in_time(chat: Any, upstreams: Any) -> None:
+    """Answered from Redis within Discord's 3 s: nothing yet the first time (a worker fetches,
+    once), the values from then on, for every user and option that share them."""
+    choices, took = chat.autocomplete("fx", "from", "us")
+    assert choices == [] and took < INTERACTION_DEADLINE
+
+    def offered(command: str, option: str, typed: str) -> list[dict[str, Any]]:
+        choices, took = chat.autocomplete(command, option, typed)
+        assert took < INTERACTION_DEADLINE
+        return choices
+
+    currencies = wait_until(lambda: offered("fx", "from", "us"), timeout=10, interval=0.2)
+    assert currencies == [{"name": "USD — United States Dollar", "value": "USD"}]
+    assert offered("fx", "to", "franc") == [{"name": "CHF — Swiss Franc", "value": "CHF"}], "names match too"
+    assert upstreams.count("currencies") == 1, "one list for every option and user"
+    places = wait_until(lambda: offered("weather", "place", "Par"), timeout=10, interval=0.2)
+    assert places == [{"name": "Paris, Île-de-France, France", "value": "Paris"}]
+    assert offered("weather", "place", "p") == [], "one letter asks nobody"
+    assert upstreams.count("geocoding") == 1
+
+
+def test_options_with_suggestions_are_synced_for_autocomplete(bot: BotProcess, discord_emulator: Any) -> None:
+    synced = {c["name"]: c for c in discord_emulator.commands[f"guild:{discord_emulator.guilds[0]}"]}
+    assert [o.get("autocomplete", False) for o in synced["fx"]["options"]] == [False, True, True]
+    assert synced["weather"]["options"][0]["autocomplete"] is True

@@ -59,6 +59,7 @@ class Option:
     description: str
     kind: str = "string"  # "string", "number" or "user" (Discord shows a user picker)
     required: bool = True
+    suggest: str = ""  # a suggestion source (`@suggestions`): Discord offers values as the user types
 
 
 class UsageError(ValueError):
@@ -122,6 +123,47 @@ class Command:
 
 
 REGISTRY: dict[str, Command] = {}
+
+Suggest = Callable[[str, "Upstream"], list[tuple[str, str]]]  # (typed text, upstream) -> (label, value)
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """Values offered while a user types an option (Discord autocomplete). Fetched by a worker
+    (through the upstream's breaker and quota) into Redis; the bot process answers only from
+    there, within Discord's 3 s, with what is cached or nothing."""
+
+    name: str
+    fetch: Suggest
+    per_query: bool  # asked per typed text (places); else one list, filtered by the bot (currencies)
+
+    def pick(self, items: list[list[str]], typed: str, limit: int = 25) -> list[tuple[str, str]]:
+        """The cached (label, value) pairs that fit what was typed: values starting with it
+        first, then labels containing it."""
+        if self.per_query:
+            return [(label, value) for label, value in items][:limit]
+        starts = [(label, value) for label, value in items if value.casefold().startswith(typed)]
+        contains = [
+            (label, value)
+            for label, value in items
+            if typed in label.casefold() and (label, value) not in starts
+        ]
+        return (starts + contains)[:limit]
+
+
+SUGGESTIONS: dict[str, Suggestions] = {}
+
+
+def suggestions(name: str, *, per_query: bool) -> Callable[[F], F]:
+    """Declare a suggestion source: decorate the function (run by a worker) that fetches it."""
+
+    def decorate(fetch: F) -> F:
+        if name in SUGGESTIONS:
+            raise ValueError(f"suggestions {name!r} are declared twice")
+        SUGGESTIONS[name] = Suggestions(name, fetch, per_query)
+        return fetch
+
+    return decorate
 
 
 def register(command: Command) -> Command:

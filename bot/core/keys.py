@@ -44,6 +44,20 @@ def rate_told(user_key: str, lane: str = "") -> str:
     return f"{rate(user_key, lane)}:told"
 
 
+SUGGEST_MAX_TYPED = 50
+
+
+def suggestions(source: str, typed: str) -> str:
+    """Values offered while typing (a JSON list of [label, value]); `typed` is "" for a source
+    fetched as one list. Typed text is cleaned and at most SUGGEST_MAX_TYPED characters."""
+    return f"suggest:{source}:{typed}"
+
+
+def suggestions_pending(key: str) -> str:
+    """Set while a worker fetches `key`: one fetch per key at a time."""
+    return f"{key}:pending"
+
+
 def inline_answered(query_id: str) -> str:
     """Set by whoever answers an inline query first: the worker with the lookup's result, or
     the bot process saying it is still being looked up (a query takes one answer)."""

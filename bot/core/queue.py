@@ -15,6 +15,10 @@ class TaskQueue(Protocol):
         """Queue a lookup; unless `refresh`, its reply goes to the user. Raises when the
         broker cannot take it (the caller tells the user)."""
 
+    async def suggest(self, source: str, typed: str) -> None:
+        """Have a worker fetch a suggestion source's values for `typed` into Redis. Raises
+        when the broker cannot take it."""
+
     async def deliver(self, request: Request, reply: Reply) -> None:
         """Hand a reply the bot process could not send now to a worker, which waits and
         retries under the shared limits. Never raises: a loss is logged."""

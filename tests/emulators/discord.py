@@ -66,6 +66,7 @@ class Interaction:
     guild_id: int
     dispatched_at: float  # monotonic time of the INTERACTION_CREATE
     responded: bool = False
+    type: int = 2  # 2 a slash command, 3 a component (button press), 4 an autocomplete
 
 
 @dataclass
@@ -162,6 +163,7 @@ class DiscordEmulator(Recorder):
         channel_id: int | None = None,
         again: Interaction | None = None,
         locale: str = "en-US",
+        interaction_type: int = 2,
     ) -> Interaction:
         """Dispatch INTERACTION_CREATE (a slash command) to the shard that owns the guild.
         `age` back-dates the interaction's snowflake (its token then dies sooner); `again`
@@ -171,12 +173,13 @@ class DiscordEmulator(Recorder):
         record = again or self.register_interaction(guild_id, channel_id, age)
         with self._lock:
             record.dispatched_at = time.monotonic()
+            record.type = interaction_type
         iid, itoken = record.id, record.token
         user = {"id": str(user_id), "username": f"user{user_id}", "discriminator": "0", "avatar": None}
         payload = {
             "id": str(iid),
             "application_id": str(APP_ID),
-            "type": 2,
+            "type": interaction_type,
             "token": itoken,
             "version": 1,
             "guild_id": str(guild_id),
@@ -489,9 +492,19 @@ class DiscordEmulator(Recorder):
                 )
         if (faulted := self._fault("callback")) is not None:
             return faulted
+        response_type = body.get("type", 0)
+        if (record.type == 4) != (response_type == 8):  # an autocomplete takes choices, and only it
+            return self._json({"message": "Interaction response type invalid", "code": 50035}, 400)
+        choices = (body.get("data") or {}).get("choices", [])
+        if response_type == 8 and (
+            len(choices) > 25 or any(not 1 <= len(str(c.get("name", ""))) <= 100 for c in choices)
+        ):
+            return self._json({"message": "Invalid Form Body", "code": 50035}, 400)
         with self._lock:
             record.responded = True
-        kind = {4: "callback", 5: "deferred"}.get(body.get("type", 0), f"callback{body.get('type')}")
+        kind = {4: "callback", 5: "deferred", 8: "autocomplete"}.get(
+            response_type, f"callback{response_type}"
+        )
         data = body.get("data") or {}
         ephemeral = bool(int(data.get("flags", 0)) & 64)
         self._record(

@@ -27,6 +27,8 @@ from aiohttp import web
 from tests.emulators.loopback import LoopbackServer
 
 RATES_TO_EUR = {"EUR": 1.0, "USD": 0.92, "GBP": 1.17, "JPY": 0.0061, "CHF": 1.05}
+CURRENCY_NAMES = {"CHF": "Swiss Franc", "EUR": "Euro", "GBP": "British Pound", "JPY": "Japanese Yen",
+                  "USD": "United States Dollar"}  # fmt: skip
 
 ARTICLES = {
     "Alan_Turing": {
@@ -116,6 +118,7 @@ class Upstreams:
         self._gathered: dict[str, asyncio.Event] = {}
         app = web.Application()
         app.router.add_get("/fx/latest", self._fx)
+        app.router.add_get("/fx/currencies", self._currencies)
         app.router.add_get("/wiki/page/summary/{title:.+}", self._wiki)
         app.router.add_get("/geocoding/search", self._geocoding)
         app.router.add_get("/forecast/forecast", self._forecast)
@@ -262,13 +265,29 @@ class Upstreams:
             return web.Response(status=404, text=json.dumps(problem), content_type="application/problem+json")
         return web.json_response(article)
 
+    async def _currencies(self, request: web.Request) -> web.StreamResponse:
+        if (faulted := await self._enter("currencies", request)) is not None:
+            return faulted
+        return web.json_response(CURRENCY_NAMES)
+
     async def _geocoding(self, request: web.Request) -> web.StreamResponse:
+        """As Open-Meteo documents it: one character finds nothing, two only an exact name,
+        three or more also names that start so (theirs is fuzzy); at most `count` results."""
         if (faulted := await self._enter("geocoding", request)) is not None:
             return faulted
-        place = PLACES.get(request.query.get("name", "").casefold())
+        name = request.query.get("name", "").casefold()
+        count = int(request.query.get("count", 10))
+        if len(name) < 2:
+            found = []
+        elif len(name) == 2:
+            found = [PLACES[name]] if name in PLACES else []
+        else:
+            found = [place for key, place in PLACES.items() if key == name] + [
+                place for key, place in sorted(PLACES.items()) if key.startswith(name) and key != name
+            ]
         body: dict[str, Any] = {"generationtime_ms": 0.4}
-        if place:  # Open-Meteo omits "results" when nothing matches
-            body["results"] = [place]
+        if found:  # Open-Meteo omits "results" when nothing matches
+            body["results"] = found[:count]
         return web.json_response(body)
 
     async def _forecast(self, request: web.Request) -> web.StreamResponse:

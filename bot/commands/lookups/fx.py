@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from bot.commands.registry import Option, Params, UsageError, lookup
+from bot.commands.registry import Option, Params, UsageError, lookup, suggestions
 from bot.core.i18n import N_, Message, day, number, t
 from bot.upstream.client import Upstream
 
@@ -68,8 +68,8 @@ def _amount(value: Decimal) -> Message:
     breaker="frankfurter",
     options=(
         Option("amount", N_("how much, e.g. 100"), "number"),
-        Option("from", N_("currency code to convert from, e.g. USD")),
-        Option("to", N_("currency code to convert to, e.g. EUR")),
+        Option("from", N_("currency code to convert from, e.g. USD"), suggest="currencies"),
+        Option("to", N_("currency code to convert to, e.g. EUR"), suggest="currencies"),
     ),
 )
 def fx(params: Params, upstream: Upstream) -> Message:
@@ -91,3 +91,11 @@ def fx(params: Params, upstream: Upstream) -> Message:
         dst=params["to"],
         date=day(str(data["date"])),
     )
+
+
+@suggestions("currencies", per_query=False)
+def currencies(typed: str, upstream: Upstream) -> list[tuple[str, str]]:
+    """Frankfurter's currency list ("USD — United States Dollar"), one fetch for every user."""
+    url = f"{upstream.settings.FX_API_URL}/currencies"
+    names = upstream.get_json("frankfurter", url, not_found="")
+    return [(f"{code} — {name}", str(code)) for code, name in sorted(names.items()) if _CODE.match(str(code))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands.registry import Option, Params, UsageError, lookup
+from bot.commands.registry import Option, Params, UsageError, lookup, suggestions
 from bot.core.i18n import N_, Message, number, t
 from bot.core.text import clean
 from bot.upstream.client import NotFound, Upstream
@@ -37,7 +37,7 @@ def parse(args: str) -> Params:
     ttl_setting="WEATHER_CACHE_TTL",
     provider_name="Open-Meteo",
     breaker="open-meteo",
-    options=(Option("place", N_("a city or place, e.g. Paris")),),
+    options=(Option("place", N_("a city or place, e.g. Paris"), suggest="places"),),
 )
 def weather(params: Params, upstream: Upstream) -> Message:
     settings = upstream.settings
@@ -76,3 +76,20 @@ def weather(params: Params, upstream: Upstream) -> Message:
         sky=sky,
         wind=number(wind, "0"),
     )
+
+
+@suggestions("places", per_query=True)
+def places(typed: str, upstream: Upstream) -> list[tuple[str, str]]:
+    """Places whose name starts like what was typed (Open-Meteo geocoding, under its quota)."""
+    found = upstream.get_json(
+        "open-meteo",
+        f"{upstream.settings.OPEN_METEO_GEOCODING_URL}/search",
+        {"name": typed, "count": 10, "language": "en", "format": "json"},
+        not_found="",
+        quota="open-meteo-geocoding",
+    )
+    offered = []
+    for place in found.get("results") or []:
+        label = ", ".join(str(p) for p in (place.get("name"), place.get("admin1"), place.get("country")) if p)
+        offered.append((label, str(place.get("name") or "")))
+    return [(label, value) for label, value in offered if value]
