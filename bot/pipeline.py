@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Redis or the broker do.
 SUGGEST_DEADLINE = 2.0
 SUGGEST_PENDING_TTL = 30  # a fetch that died frees its key by then
+EXPIRED = t("This button has expired: send the command again.")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class Pipeline:
         outbound: tuple[Bucket, ...],
     ) -> Outcome:
         try:
-            parsed, decision = await self._decide(request, outbound)
+            request, parsed, decision = await self._decide(request, outbound)
         except (redis.exceptions.RedisError, OSError) as exc:
             # redis-py 8's repr of an error leaves out Redis' message: log both.
             log.error("%s: gate unavailable: %r (%s)", request.request_id, exc, exc)
@@ -193,14 +194,22 @@ class Pipeline:
             return Outcome(None, decision=outcome.decision)
         return outcome
 
-    async def _decide(self, request: Request, outbound: tuple[Bucket, ...]) -> tuple[Parsed, Decision]:
+    async def _decide(
+        self, request: Request, outbound: tuple[Bucket, ...]
+    ) -> tuple[Request, Parsed, Decision]:
         """Parse the command, then one gate round trip (even a bad command passes the gate: a
-        flood of garbage is limited like any other)."""
+        flood of garbage is limited like any other). A lookup's request comes back carrying
+        its cache key, so that whoever answers it can put a Refresh button under the answer."""
         is_admin = request.user_key in self.admins
         command = registry.get(request.command)
         problem: Reply | None = None
         params: Params = {}
-        if not request.command:
+        if request.meta.get("refresh"):
+            # A Refresh press names the answer by its cache key (the adapter checked its shape);
+            # the lookup's parameters come from the cache entry, through the gate.
+            if command is None or not command.is_lookup:
+                problem = Reply(EXPIRED, "notice", ephemeral=True)
+        elif not request.command:
             problem = Reply(phrases.HINT, "usage")
         elif command is None:
             name = request.command[:32]
@@ -210,12 +219,17 @@ class Pipeline:
                 params = command.run_parser(request.args)
             except UsageError as exc:
                 problem = Reply(phrases.usage(exc.message, command.usage), "usage")
-        cache_key = command.cache_key(params) if command and command.is_lookup and not problem else None
+        cache_key = None
+        if command is not None and command.is_lookup and not problem:
+            cache_key = (
+                request.meta["cache_key"] if request.meta.get("refresh") else command.cache_key(params)
+            )
+            request = replace(request, meta={**request.meta, "cache_key": cache_key})
         breaker = command.breaker if command else ""
         decision = await self.gate.check(request, cache_key, is_admin, breaker, outbound)
         if decision.override_ignored:
             log.warning("%s: an unusable limit override in Redis was ignored", request.request_id)
-        return Parsed(command, params, problem, cache_key), decision
+        return request, Parsed(command, params, problem, cache_key), decision
 
     async def _answer(
         self,
@@ -239,6 +253,8 @@ class Pipeline:
             return Outcome(Reply(phrases.BLOCKED, "notice"), decision=outcome)
         if outcome == "maintenance":
             return Outcome(Reply(decision.value, "notice"), decision=outcome)
+        if outcome == "expired":
+            return Outcome(Reply(EXPIRED, "notice", ephemeral=True), decision=outcome)
         if command is not None and command.admin is not None:
             return Outcome(await self._admin(command, request, params, problem, is_admin), decision="admin")
         if problem is not None or command is None:
@@ -259,11 +275,18 @@ class Pipeline:
                 text = [text, phrases.stale_note(float(cached.get("at", 0)), phrases.may_be_outdated(why))]
             if outcome == "stale_refresh":
                 await self._refresh(request, params)
-            return Outcome(Reply(text, cached.get("kind", "answer")), decision=outcome)
+            reply = Reply(text, cached.get("kind", "answer")).with_refresh(parsed.cache_key)
+            return Outcome(reply, decision=outcome)
         if outcome == "open":
             text = phrases.unavailable_for(command.provider_name, decision.retry_after)
             return Outcome(Reply(text, "error"), decision=outcome)
 
+        if request.meta.get("refresh") and outcome == "miss":
+            kept = json.loads(decision.value).get("params") if decision.value else None
+            if not isinstance(kept, dict):  # an entry written before entries kept their parameters
+                await self._release(request.meta["cache_key"])
+                return Outcome(Reply(EXPIRED, "notice", ephemeral=True), decision="expired")
+            params = kept
         try:
             if before_queue is not None:
                 await before_queue()

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     BREAKER_WINDOW: float = Field(60.0, gt=0, description="seconds over which failures count")
     BREAKER_COOLDOWN: float = Field(30.0, gt=0, description="seconds open before one probe")
     CACHE_GRACE: int = Field(86_400, ge=0, description="seconds a stale answer may still be served")
+    REFRESH_FLOOR: float = Field(
+        30.0, ge=0, description="seconds an answer is shown as it is when Refresh is pressed"
+    )
     SUGGEST_CACHE_TTL: int = Field(86_400, ge=60, description="seconds typing suggestions are cached")
     COALESCE: bool = Field(True, description="identical in-flight lookups share one upstream call")
     COALESCE_TTL: int = Field(300, ge=10, description="seconds an in-flight marker lives at most")

@@ -52,7 +52,8 @@ def send(req: Request, reply: Reply) -> None:
     blocked the bot) is logged and counted here; what may go later (RETRYABLE) is raised for
     the caller to schedule."""
     try:
-        if not isinstance(reply.text, str):
+        reply = reply.with_refresh(req.meta.get("cache_key"))
+        if not isinstance(reply.text, str) or reply.buttons:
             reply = reply.rendered(language_of(req))
         sender_for(req.platform)(worker_redis(), req, reply)
     except Undeliverable as exc:

@@ -23,7 +23,7 @@ def finish(
     cache_key = command.cache_key(params)
     pipe = worker_redis().pipeline(transaction=True)
     if ttl > 0:
-        pipe.set(cache_key, cache.encode(reply.text, reply.kind, ttl), ex=ttl + grace)
+        pipe.set(cache_key, cache.encode(reply.text, reply.kind, ttl, params=params), ex=ttl + grace)
     # Cache first, in the same transaction as draining the waiters: a request that arrives
     # after this sees the cache; one that arrived before is in the list.
     pipe.lrange(keys.waiters(cache_key), 0, -1)

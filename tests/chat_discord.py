@@ -66,6 +66,13 @@ class DiscordChat:
             locale=self.locale,
         )  # fmt: skip
 
+    def press(self, custom_id: str, shown: Event) -> Interaction:
+        """Press the button `custom_id` under the message `shown` (a button press interaction)."""
+        return self.emulator.interaction(
+            self.guild_id, self.user_id, "", [], channel_id=self.channel_id, locale=self.locale,
+            interaction_type=3, component=(custom_id, shown),
+        )  # fmt: skip
+
     def autocomplete(self, command: str, option: str, typed: str) -> tuple[list[dict[str, Any]], float]:
         """Type `typed` into `/command`'s `option`, as a Discord client asks while one types:
         the choices offered, and how long after the interaction the answer came."""

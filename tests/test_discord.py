@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from bot.commands import registry
+from bot.core import cache, keys
 from tests.botprocess import BotProcess
 from tests.chat_discord import TOKEN, discord_bot
 from tests.conftest import wait_until
 from tests.emulators.discord import INTERACTION_DEADLINE
+from tests.emulators.upstreams import Fault
 
 FX_1_EUR_USD = "1.00 EUR = 1.09 USD (ECB rate of Nov 27, 2026)"
 
@@ -265,3 +267,38 @@ def test_options_with_suggestions_are_synced_for_autocomplete(bot: BotProcess, d
     synced = {c["name"]: c for c in discord_emulator.commands[f"guild:{discord_emulator.guilds[0]}"]}
     assert [o.get("autocomplete", False) for o in synced["fx"]["options"]] == [False, True, True]
     assert synced["weather"]["options"][0]["autocomplete"] is True
+
+
+def test_refresh_button_updates_the_message_in_place(
+    chat: Any, discord_emulator: Any, upstreams: Any, redis_client: Any
+) -> None:
+    chat.send("/fx 8 GBP EUR")
+    assert chat.reply() == "8.00 GBP = 9.36 EUR (ECB rate of Nov 27, 2026)"
+    shown = chat.last_event()
+    [[button]] = [row["components"] for row in shown.body["components"]]
+    assert button["label"] == "Refresh" and button["custom_id"].startswith("r:fx:")
+
+    press = chat.press(button["custom_id"], shown)  # at once: the cached answer, in place
+    assert chat.reply() == "8.00 GBP = 9.36 EUR (ECB rate of Nov 27, 2026)"
+    edit = chat.last_event()
+    assert edit.kind == "edit" and edit.interaction_id == press.id
+    [deferred] = [e for e in discord_emulator.of_kind("deferred_update") if e.interaction_id == press.id]
+    assert deferred.t - press.dispatched_at < INTERACTION_DEADLINE
+    assert upstreams.count("fx") == 1
+
+    key = keys.cache_key_of(button["custom_id"])
+    assert key is not None
+    fresh_until, entry = cache.decode(redis_client.get(key))
+    entry["at"] -= 3600  # an hour old: pressing looks it up again
+    redis_client.set(key, f"{int(fresh_until * 1000)}:{json.dumps(entry)}", keepttl=True)
+    upstreams.script(
+        "fx",
+        Fault(body=json.dumps({"amount": 8, "base": "GBP", "date": "2026-11-28", "rates": {"EUR": 9.5}})),
+    )
+    press = chat.press(button["custom_id"], shown)
+    assert chat.reply() == "8.00 GBP = 9.50 EUR (ECB rate of Nov 28, 2026)"
+    edit = chat.last_event()
+    assert edit.kind == "edit" and edit.interaction_id == press.id, "the worker edits the pressed message"
+    assert edit.body["components"] == shown.body["components"]
+    chat.assert_no_reply()
+    assert upstreams.count("fx") == 2

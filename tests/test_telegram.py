@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.commands import registry
-from bot.core import cache, limits
+from bot.core import cache, keys, limits
 from bot.core.delivery import RetryLater
 from bot.platforms.telegram.budget import BOT_BURST, WORKER_RESERVE
 from bot.platforms.telegram.render import render, split_text
@@ -331,3 +331,71 @@ def test_inline_queries_have_their_own_rate_limit(
     chat = make_tg_chat(user_id=user)
     chat.send("/ping")
     assert chat.reply() == "pong", "typing inline did not use up the user's message budget"
+
+
+def _press(telegram: Any, chat: Any, sent: Any, data: str) -> str:
+    """Press the button `data` under `sent`; the note the press was answered with."""
+    update = telegram.press_update(chat.chat_id, chat.user_id, sent, data)
+    telegram.push(update)
+    press_id = update["callback_query"]["id"]
+
+    def answered() -> list[Any]:
+        return [
+            s
+            for s in telegram.messages(method="answerCallbackQuery")
+            if s.params["callback_query_id"] == press_id
+        ]
+
+    assert telegram.wait_for(answered, 10), "the press was not acknowledged"
+    return str(answered()[0].text)
+
+
+def test_refresh_shows_a_young_answer_and_looks_an_older_one_up_again_editing_it_in_place(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, upstreams: Any, redis_client: Any
+) -> None:
+    chat, other = make_tg_chat(), make_tg_chat()
+    chat.send("/fx 9 EUR GBP")
+    assert chat.reply() == "9.00 EUR = 7.69 GBP (ECB rate of Nov 27, 2026)"
+    answer = telegram.messages(chat.chat_id)[-1]
+    [[button]] = json.loads(answer.params["reply_markup"])["inline_keyboard"]
+    assert button["text"] == "Refresh" and button["callback_data"].startswith("r:fx:")
+    other.send("/fx 9 eur gbp")  # a hit, answered by the bot process: the same button
+    other.reply()
+    assert json.loads(telegram.messages(other.chat_id)[-1].params["reply_markup"]) == json.loads(
+        answer.params["reply_markup"]
+    )
+
+    assert _press(telegram, chat, answer, button["callback_data"]) == "Up to date."
+    assert upstreams.count("fx") == 1, "younger than REFRESH_FLOOR: shown as it is"
+
+    key = keys.cache_key_of(button["callback_data"])
+    assert key is not None
+    fresh_until, entry = cache.decode(redis_client.get(key))
+    entry["at"] -= 3600  # the answer is an hour old now
+    redis_client.set(key, f"{int(fresh_until * 1000)}:{json.dumps(entry)}", keepttl=True)
+    upstreams.script(
+        "fx",
+        Fault(body=json.dumps({"amount": 9, "base": "EUR", "date": "2026-11-28", "rates": {"GBP": 7.77}})),
+    )
+    assert _press(telegram, chat, answer, button["callback_data"]) == "Refreshing…"
+    assert telegram.wait_for(lambda: telegram.messages(chat.chat_id, method="editMessageText"), 10)
+    [edit] = telegram.messages(chat.chat_id, method="editMessageText")
+    assert edit.message_id == answer.message_id
+    assert edit.text == "9.00 EUR = 7.77 GBP (ECB rate of Nov 28, 2026)"
+    assert "reply_markup" in edit.params, "the refreshed answer keeps its button"
+    chat.assert_no_reply()  # edited in place: no new message
+    assert upstreams.count("fx") == 2
+
+
+def test_a_button_whose_answer_is_gone_says_so(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any
+) -> None:
+    chat = make_tg_chat()
+    chat.send("/ping")
+    chat.reply()
+    sent = telegram.messages(chat.chat_id)[-1]
+    assert (
+        _press(telegram, chat, sent, "r:fx:" + "0" * 24) == "This button has expired: send the command again."
+    )
+    assert _press(telegram, chat, sent, "something else") == "", "not ours: only the spinner stops"
+    chat.assert_no_reply()

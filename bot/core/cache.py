@@ -13,11 +13,16 @@ from typing import Any
 from bot.core.i18n import Message
 
 
-def encode(text: Message, kind: str, ttl: float, at: float | None = None) -> str:
-    """`text`: the answer as a Message (bot/core/i18n.py), rendered for each reader."""
+def encode(
+    text: Message, kind: str, ttl: float, at: float | None = None, params: dict[str, Any] | None = None
+) -> str:
+    """`text`: the answer as a Message (bot/core/i18n.py), rendered for each reader; `params`:
+    the lookup's parameters, so a Refresh button (which carries only the cache key) can run
+    it again."""
     now = time.time() if at is None else at
     fresh_until = int((now + ttl) * 1000)
-    return f"{fresh_until}:{json.dumps({'text': text, 'kind': kind, 'at': now})}"
+    entry = {"text": text, "kind": kind, "at": now, **({"params": params} if params is not None else {})}
+    return f"{fresh_until}:{json.dumps(entry)}"
 
 
 def decode(raw: bytes | str) -> tuple[float, dict[str, Any]]:

@@ -30,11 +30,14 @@
 -- ARGV[4]  default burst (messages allowed at once)
 -- ARGV[5]  flags: "a" when the user is an admin (not held by maintenance or bans),
 --          "c" to look up the cache (and check the breaker),
---          "k" to coalesce identical in-flight lookups
+--          "k" to coalesce identical in-flight lookups,
+--          "r" for a Refresh press (see ARGV[9]; "miss" then carries the entry)
 -- ARGV[6]  the request as JSON (kept in the waiters list when the lookup is in flight)
 -- ARGV[7]  in-flight marker TTL in seconds
 -- ARGV[8]  how long a request id is remembered once done, in seconds
--- ARGV[9…] per outbound bucket: its emission interval in ms, then its burst
+-- ARGV[9]  with flag "r" (a Refresh button pressed): the cached answer is shown as it is while
+--          younger than this many ms; older, the lookup runs again (the entry's params)
+-- ARGV[10…] per outbound bucket: its emission interval in ms, then its burst
 -- Cache values are "<fresh_until_ms>:<json>": past fresh_until an entry is stale but may be
 -- served (stale-while-revalidate, stale-if-error) until the key itself expires.
 -- Returns one string "outcome[marks][=lang]:value": duplicate | handling (another process has the lease)
@@ -43,6 +46,7 @@
 --   | maintenance:message | hit:json | stale:json (a refresh runs)
 --   | stale_refresh:json (the caller starts the refresh) | stale_open:json (breaker open)
 --   | open:retry_ms | miss (the caller queues the lookup) | coalesced (queued behind it)
+--   | expired (a Refresh press whose answer is no longer cached)
 --   | pass (the caller answers: a local or admin command, a usage error)
 -- An outcome the bot process answers at once is followed by "!" when the outbound budget
 -- has no room for that answer now (the caller hands it to a worker, which waits), and by "?"
@@ -51,7 +55,7 @@
 
 local user = ARGV[1]
 local flags = ARGV[5]
-local last_bucket = 10 + (#ARGV - 8) / 2
+local last_bucket = 10 + (#ARGV - 9) / 2
 for i = last_bucket + 1, #KEYS do
   redis.call('SET', KEYS[i], 'd', 'EX', ARGV[8])
 end
@@ -98,7 +102,7 @@ end
 local function answer(outcome, value)
   local tats = {}
   for i = 11, last_bucket do
-    local new_tat, wait = gcra(KEYS[i], tonumber(ARGV[2 * i - 13]), tonumber(ARGV[2 * i - 12]))
+    local new_tat, wait = gcra(KEYS[i], tonumber(ARGV[2 * i - 12]), tonumber(ARGV[2 * i - 11]))
     if wait > 0 then
       mark = mark .. '!'
       return done(outcome, value)
@@ -170,21 +174,28 @@ end
 
 if string.find(flags, 'c', 1, true) then
   local cached = redis.call('GET', KEYS[4])
+  local refresh = string.find(flags, 'r', 1, true)
   local body
   if cached then
     local sep = string.find(cached, ':', 1, true)
     local fresh_until = tonumber(string.sub(cached, 1, sep - 1)) or 0
     body = string.sub(cached, sep + 1)
-    if now < fresh_until then
+    local young = now < fresh_until
+    if refresh then  -- pressed Refresh: shown as it is only while younger than the floor
+      young = now - (tonumber(cjson.decode(body).at) or 0) * 1000 < tonumber(ARGV[9])
+    end
+    if young then
       return answer('hit', body)  -- fresh: the breaker does not matter (one call fewer)
     end
+  elseif refresh then
+    return answer('expired')  -- nothing says what to look up any more
   end
   local open_until = tonumber(redis.call('HGET', KEYS[8], 'open_until') or 0)
   local breaker_open = now < open_until
-  if cached then
-    if breaker_open then
-      return answer('stale_open', body)
-    end
+  if cached and breaker_open then
+    return answer('stale_open', body)
+  end
+  if cached and not refresh then
     if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
       return answer('stale_refresh', body)
     end
@@ -194,7 +205,7 @@ if string.find(flags, 'c', 1, true) then
     return answer('open', string.format('%d', math.ceil(open_until - now)))
   end
   if not string.find(flags, 'k', 1, true) or redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[7]) then
-    return done('miss')
+    return done('miss', refresh and body or nil)
   end
   redis.call('RPUSH', KEYS[7], ARGV[6])
   redis.call('EXPIRE', KEYS[7], ARGV[7])

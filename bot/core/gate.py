@@ -67,6 +67,7 @@ class Gate:
         self._coalesce_ttl = str(settings.COALESCE_TTL).encode()
         self._coalesce = "k" if settings.COALESCE else "-"
         self._dedupe_ttl = str(settings.DEDUPE_TTL).encode()
+        self._refresh_floor = str(int(settings.REFRESH_FLOOR * 1000)).encode()
         self._settled: list[str] = []  # markers of answered requests, not yet set "d"
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
@@ -84,6 +85,8 @@ class Gate:
         user = request.user_key
         seen = keys.seen(request.request_id)
         flags = ("a" if is_admin else "-") + ("c" if cache_key else "-") + self._coalesce
+        if request.meta.get("refresh"):
+            flags += "r"
         lease, interval, burst = self._constants
         # Inline queries (one per keystroke while typing) have their own rate limit.
         lane = "inline" if request.meta.get("kind") == "inline" else ""
@@ -101,6 +104,7 @@ class Gate:
             stats, *lookup_keys, keys.rate_told(user, lane), keys.prefs(user), *(b.key for b in outbound),
             *settled,
             user, lease, interval, burst, flags, payload, self._coalesce_ttl, self._dedupe_ttl,
+            self._refresh_floor,
             *(n for b in outbound for n in (b.interval_ms, b.burst)),
         )  # fmt: skip
         try:

@@ -8,6 +8,8 @@ should the data ever move to a Redis Cluster.
 
 from __future__ import annotations
 
+import re
+
 # --- admin state: one hash, so the gate reads all of it with one HMGET (gate.lua) ------------
 ADMIN = "admin"
 MAINTENANCE_FIELD = "maintenance"  # -> the message users get
@@ -83,6 +85,21 @@ def cache(command: str, digest: str) -> str:
 def cache_pattern(command: str = "") -> str:
     """SCAN pattern for the cached answers of one command, or of all."""
     return f"{CACHE_PREFIX}{command}:*" if command else f"{CACHE_PREFIX}*"
+
+
+BUTTON_DATA = re.compile(r"^r:([a-z0-9_]{1,30}):([0-9a-f]{24})$")
+
+
+def refresh_data(cache_key: str) -> str:
+    """What a Refresh button carries (Telegram callback_data ≤ 64 bytes, Discord custom_id ≤
+    100): the answer's cache key, whose entry holds the lookup's parameters."""
+    return "r:" + cache_key.removeprefix(CACHE_PREFIX)
+
+
+def cache_key_of(data: str) -> str | None:
+    """The cache key a button press names, or None for anything we did not write."""
+    match = BUTTON_DATA.match(data)
+    return cache(match[1], match[2]) if match else None
 
 
 def inflight(cache_key: str) -> str:

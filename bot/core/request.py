@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.core import i18n
-from bot.core.i18n import Message
+from bot.core import i18n, keys
+from bot.core.i18n import Message, t
+
+REFRESH = t("Refresh")  # the button under a lookup's answer
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,22 @@ class Reply:
     # Others in the chat must not see it (admin answers show other users' data): Discord
     # answers ephemerally, Telegram in the asker's private chat.
     private: bool = False
+    # Buttons under the message: (label, data) — a Refresh button's data names the answer's
+    # cache key (keys.refresh_data). Added where the reply is sent, never carried by tasks.
+    buttons: tuple[tuple[Message, str], ...] = ()
 
     def rendered(self, language: str) -> Reply:
-        """The reply as `language` reads it (a rendered reply stays as it is)."""
-        return self if isinstance(self.text, str) else replace(self, text=i18n.render(self.text, language))
+        """The reply as `language` reads it, buttons too (a rendered reply stays as it is)."""
+        if isinstance(self.text, str) and not self.buttons:
+            return self
+        buttons = tuple((i18n.render(label, language), data) for label, data in self.buttons)
+        return replace(self, text=i18n.render(self.text, language), buttons=buttons)
+
+    def with_refresh(self, cache_key: str | None) -> Reply:
+        """A lookup's answer gets a Refresh button (errors, usage, notices do not)."""
+        if self.kind != "answer" or not cache_key or self.buttons:
+            return self
+        return replace(self, buttons=((REFRESH, keys.refresh_data(cache_key)),))
 
     @property
     def shown(self) -> str:

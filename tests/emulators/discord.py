@@ -164,11 +164,13 @@ class DiscordEmulator(Recorder):
         again: Interaction | None = None,
         locale: str = "en-US",
         interaction_type: int = 2,
+        component: tuple[str, Event] | None = None,
     ) -> Interaction:
         """Dispatch INTERACTION_CREATE (a slash command) to the shard that owns the guild.
         `age` back-dates the interaction's snowflake (its token then dies sooner); `again`
         redelivers an earlier interaction with the same id and token; `locale`: the user's
-        Discord language, as every interaction carries it."""
+        Discord language, as every interaction carries it. `component`: (custom_id, the event
+        that showed it) makes it a button press (type 3) on that message."""
         channel_id = channel_id or self.channels[guild_id]
         record = again or self.register_interaction(guild_id, channel_id, age)
         with self._lock:
@@ -210,6 +212,15 @@ class DiscordEmulator(Recorder):
                 "options": options,
                 "guild_id": str(guild_id),
             },
+            **(
+                {
+                    "data": {"custom_id": component[0], "component_type": 2},
+                    "message": self._message_payload(snowflake(), channel_id, component[1].content)
+                    | {"components": component[1].body.get("components", [])},
+                }
+                if component
+                else {}
+            ),
             "attachment_size_limit": 8388608,
             "app_permissions": "1024",
             "locale": locale,
@@ -368,6 +379,23 @@ class DiscordEmulator(Recorder):
             "components": [],
         }
 
+    @staticmethod
+    def _bad_components(rows: Any) -> str:
+        """Why Discord would refuse these message components ("" when fine): at most 5 action
+        rows of at most 5 buttons, custom_id 1-100 characters, label at most 80."""
+        if not rows:
+            return ""
+        buttons = [b for row in rows for b in row.get("components", [])]
+        if len(rows) > 5 or any(len(row.get("components", [])) > 5 for row in rows):
+            return "Invalid Form Body: too many components"
+        for button in buttons:
+            if (
+                not 1 <= len(str(button.get("custom_id", ""))) <= 100
+                or len(str(button.get("label", ""))) > 80
+            ):
+                return "Invalid Form Body: custom_id or label"
+        return ""
+
     def _record(self, event: Event) -> None:
         with self._changed:
             self.events.append(event)
@@ -493,8 +521,11 @@ class DiscordEmulator(Recorder):
         if (faulted := self._fault("callback")) is not None:
             return faulted
         response_type = body.get("type", 0)
-        if (record.type == 4) != (response_type == 8):  # an autocomplete takes choices, and only it
+        if (record.type == 4) != (response_type == 8) or (response_type in (6, 7) and record.type != 3):
+            # an autocomplete takes choices, and only it; only a component press updates its message
             return self._json({"message": "Interaction response type invalid", "code": 50035}, 400)
+        if problem := self._bad_components((body.get("data") or {}).get("components")):
+            return self._json({"message": problem, "code": 50035}, 400)
         choices = (body.get("data") or {}).get("choices", [])
         if response_type == 8 and (
             len(choices) > 25 or any(not 1 <= len(str(c.get("name", ""))) <= 100 for c in choices)
@@ -502,7 +533,7 @@ class DiscordEmulator(Recorder):
             return self._json({"message": "Invalid Form Body", "code": 50035}, 400)
         with self._lock:
             record.responded = True
-        kind = {4: "callback", 5: "deferred", 8: "autocomplete"}.get(
+        kind = {4: "callback", 5: "deferred", 6: "deferred_update", 8: "autocomplete"}.get(
             response_type, f"callback{response_type}"
         )
         data = body.get("data") or {}
@@ -530,6 +561,8 @@ class DiscordEmulator(Recorder):
         kind = "edit" if method == "PATCH" else "followup"
         if (faulted := self._fault(kind)) is not None:
             return faulted
+        if problem := self._bad_components(body.get("components")):
+            return self._json({"message": problem, "code": 50035}, 400)
         route = f"webhooks/{parts[1]}/{token}"
         if (limited := self._rate_limit(route)) is not None:
             return limited

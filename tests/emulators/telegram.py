@@ -238,6 +238,19 @@ class TelegramEmulator(Recorder):
             },
         }
 
+    def press_update(self, chat_id: int, user_id: int, message: Sent, data: str) -> dict[str, Any]:
+        """Someone pressing an inline keyboard button `data` under the bot's `message`."""
+        return {
+            "update_id": next(self._update_ids),
+            "callback_query": {
+                "id": str(next(self._message_ids) * 104729),
+                "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "language_code": "en"},
+                "message": self._message(chat_id, message.text) | {"message_id": message.message_id},
+                "chat_instance": "-1",
+                "data": data,
+            },
+        }
+
     def inline_answers(self, query_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return [
@@ -472,6 +485,8 @@ class TelegramEmulator(Recorder):
             visible = html_lib.unescape(re.sub(r"<[^>]+>", "", text))
         if len(visible) > 4096:
             return self._error(400, "Bad Request: message is too long")
+        if problem := self._bad_markup(params):
+            return self._error(400, problem)
         if wait := self._over_limit(chat_id):
             return self._error(429, f"Too Many Requests: retry after {wait}", wait)
         message = self._message(chat_id, visible)
@@ -510,10 +525,71 @@ class TelegramEmulator(Recorder):
             self._changed.notify_all()
         return self._ok(True)
 
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
+        """One answer per press (the client's spinner stops); `text` at most 200 characters."""
+        press = str(params.get("callback_query_id", ""))
+        if len(str(params.get("text", ""))) > 200:
+            return self._error(400, "Bad Request: MESSAGE_TOO_LONG")
+        with self._changed:
+            if any(
+                s.method == "answerCallbackQuery" and s.params["callback_query_id"] == press
+                for s in self.sent
+            ):
+                return self._error(
+                    400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+                )
+            self.sent.append(
+                Sent(time.monotonic(), "answerCallbackQuery", 0, str(params.get("text", "")), params, 0)
+            )
+            self._changed.notify_all()
+        return self._ok(True)
+
+    def _shown(self, chat_id: int, message_id: int) -> str | None:
+        """A message's text as the chat shows it now (after any edits); None if never sent."""
+        shown = None
+        for s in self.sent:
+            if (
+                s.chat_id == chat_id
+                and s.message_id == message_id
+                and s.method in ("sendMessage", "editMessageText")
+            ):
+                shown = s.text
+        return shown
+
+    @staticmethod
+    def _bad_markup(params: dict[str, Any]) -> str:
+        """Why an inline keyboard would be refused ("" when it is fine): callback_data 1-64 bytes."""
+        markup = params.get("reply_markup")
+        if markup is None:
+            return ""
+        rows = (json.loads(markup) if isinstance(markup, str) else markup).get("inline_keyboard", [])
+        for button in (b for row in rows for b in row):
+            if not 1 <= len(str(button.get("callback_data", "")).encode()) <= 64:
+                return "Bad Request: BUTTON_DATA_INVALID"
+        return ""
+
     async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:
         chat_id = int(params.get("chat_id", 0))
-        message = self._message(chat_id, str(params.get("text", "")))
+        if problem := self._bad_markup(params):
+            return self._error(400, problem)
+        text = str(params.get("text", ""))
+        if params.get("parse_mode") == "HTML":
+            import html as html_lib
+            import re
+
+            text = html_lib.unescape(re.sub(r"<[^>]+>", "", text))
+        message = self._message(chat_id, text)
         message["message_id"] = int(params.get("message_id", 0))
+        with self._lock:
+            shown = self._shown(chat_id, message["message_id"])
+        if shown is None:
+            return self._error(400, "Bad Request: message to edit not found")
+        if shown == message["text"]:
+            return self._error(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup "
+                "are exactly the same as a current content and reply markup of the message",
+            )
         with self._changed:
             self.sent.append(
                 Sent(

@@ -16,9 +16,10 @@ from typing import Any
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
+from discord.utils import MISSING
 
 from bot.commands import registry
-from bot.core import i18n
+from bot.core import i18n, keys
 from bot.core.i18n import t
 from bot.core.request import Request
 from bot.ops import sentry
@@ -71,6 +72,19 @@ def _option_text(command_name: str, data: dict[str, Any]) -> str:
     command = registry.get(command_name)
     order = [o.name for o in command.options] if command else list(given)
     return " ".join(_plain(given[name]) for name in order if given.get(name) is not None)
+
+
+def _view(buttons: tuple[tuple[object, str], ...]) -> discord.ui.View | None:
+    """The reply's buttons for discord.py to send. Stopped at once: discord.py then keeps no
+    state for it (presses come to on_interaction, from any process, after any restart)."""
+    if not buttons:
+        return None
+    view = discord.ui.View(timeout=None)
+    for label, data in buttons:
+        style = discord.ButtonStyle.secondary
+        view.add_item(discord.ui.Button(label=str(label)[:80], custom_id=data, style=style))
+    view.stop()
+    return view
 
 
 def _plain(value: Any) -> str:
@@ -159,6 +173,9 @@ class DiscordAdapter:
         if interaction.type == discord.InteractionType.autocomplete:
             await self._autocomplete(interaction)
             return
+        if interaction.type == discord.InteractionType.component:
+            await self._on_press(interaction)
+            return
         if interaction.type != discord.InteractionType.application_command:
             return
         data: dict[str, Any] = dict(interaction.data or {})
@@ -195,17 +212,68 @@ class DiscordAdapter:
                 return
             parts = split(reply.shown)
             only_them = reply.ephemeral or reply.private  # admin answers: never the whole channel
+            # The buttons go under the last part.
+            views = [MISSING] * (len(parts) - 1) + [_view(reply.buttons) or MISSING]
             try:
                 if interaction.response.is_done():  # deferred, then the queue was unavailable
-                    await interaction.edit_original_response(content=parts[0])
+                    await interaction.edit_original_response(content=parts[0], view=views[0])
                 else:
-                    await interaction.response.send_message(parts[0], ephemeral=only_them)
-                for part in parts[1:]:
-                    await interaction.followup.send(part, ephemeral=only_them)
+                    await interaction.response.send_message(parts[0], ephemeral=only_them, view=views[0])
+                for part, view in zip(parts[1:], views[1:], strict=True):
+                    await interaction.followup.send(part, ephemeral=only_them, view=view)
             except discord.HTTPException as exc:
                 log.warning("%s: could not answer the interaction: %s", request.request_id, exc.status)
 
         await self.pipeline.handle(request, before_queue=defer, answer=answer)
+
+    async def _on_press(self, interaction: discord.Interaction) -> None:
+        """A Refresh button pressed: acknowledged at once with a deferred update (Discord's 3 s),
+        then through the gate like a command. A cached answer younger than REFRESH_FLOOR is
+        put in place here; an older one is looked up again and the worker edits the message
+        (the press's @original is the message the button is on); notes only the presser sees."""
+        data: dict[str, Any] = dict(interaction.data or {})
+        cache_key = keys.cache_key_of(str(data.get("custom_id", "")))
+        try:
+            await interaction.response.defer()  # type 6: "I'll update this message"
+        except discord.HTTPException as exc:
+            log.info("discord: a button press not acknowledged: %s", exc.status)
+            return
+        if cache_key is None:
+            return  # not a button of ours
+        request = Request(
+            platform=PLATFORM,
+            chat=str(interaction.channel_id),
+            user=str(interaction.user.id),
+            request_id=f"{PLATFORM}:{interaction.id}",
+            command=cache_key.split(":")[1],
+            args="",
+            meta={
+                "kind": "interaction",
+                "application_id": str(interaction.application_id),
+                "token": interaction.token,
+                "created_at": interaction.created_at.timestamp(),
+                "deferred": True,
+                "refresh": True,
+                "cache_key": cache_key,
+            },
+            received_at=time.time(),
+            locale=interaction.locale.value,
+        )
+
+        async def answer(outcome: Outcome) -> None:
+            reply = outcome.reply or outcome.quiet
+            if reply is None:
+                return
+            try:
+                if reply.buttons:  # the cached answer, in place
+                    view = _view(reply.buttons) or MISSING
+                    await interaction.edit_original_response(content=split(reply.shown)[0], view=view)
+                else:  # too fast, expired, banned…: a note only the presser sees
+                    await interaction.followup.send(reply.shown, ephemeral=True)
+            except discord.HTTPException as exc:
+                log.warning("%s: could not answer the press: %s", request.request_id, exc.status)
+
+        await self.pipeline.handle(request, answer=answer)
 
     async def _autocomplete(self, interaction: discord.Interaction) -> None:
         """Values offered as the user types an option (`/fx` currencies, `/weather` places):

@@ -17,7 +17,7 @@ from bot.core.request import Reply, Request
 from bot.ops import metrics
 from bot.platforms.base import http_session
 from bot.platforms.discord.budget import global_bucket
-from bot.platforms.discord.render import NO_MENTIONS, PLATFORM, split
+from bot.platforms.discord.render import NO_MENTIONS, PLATFORM, components, split
 from config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,13 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
     use_webhook = (
         meta.get("kind") == "interaction" and meta.get("deferred") and age < TOKEN_LIFETIME - TOKEN_MARGIN
     )
-    for index, part in enumerate(split(reply.shown)):
+    parts = split(reply.shown)
+    for index, part in enumerate(parts):
         if redis_client.hexists(marker, index):
             continue  # sent by an earlier try of this task
         body: dict[str, Any] = {"content": part, "allowed_mentions": NO_MENTIONS}
+        if index == len(parts) - 1 and reply.buttons:
+            body["components"] = components(reply.buttons)
         sent = False
         if use_webhook:
             webhook = f"{settings.DISCORD_API_URL}/webhooks/{meta['application_id']}/{meta['token']}"

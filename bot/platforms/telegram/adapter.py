@@ -21,6 +21,7 @@ from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     ContextTypes,
     InlineQueryHandler,
     MessageHandler,
@@ -40,6 +41,7 @@ from bot.platforms.telegram.render import (
     PLATFORM,
     inline_answer,
     render,
+    reply_markup,
     reply_parameters,
 )
 from bot.platforms.telegram.transport import AiohttpRequest
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 AUTOMATIC_FORWARDS = 777000  # Telegram's id on posts a linked channel copies into its group
 WEBHOOK_PATH = "/telegram/webhook"
 # Telegram sends only the update types listed (inline queries also need /setinline at BotFather).
-UPDATES = ["message", "inline_query"]
+UPDATES = ["message", "inline_query", "callback_query"]
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -121,6 +123,8 @@ class TelegramAdapter:
         self.transport = AiohttpRequest(read_timeout=settings.REDIS_TIMEOUT + 5)
         self._send_url = f"{root}/bot{token}/sendMessage"
         self._inline_url = f"{root}/bot{token}/answerInlineQuery"
+        self._edit_url = f"{root}/bot{token}/editMessageText"
+        self._press_url = f"{root}/bot{token}/answerCallbackQuery"
         builder = (
             ApplicationBuilder()
             .token(token)
@@ -137,6 +141,7 @@ class TelegramAdapter:
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.app.add_handler(MessageHandler(filters.TEXT, self._on_message))
         self.app.add_handler(InlineQueryHandler(self._on_inline_query))
+        self.app.add_handler(CallbackQueryHandler(self._on_press))
         self.app.add_error_handler(self._on_error)
         self.username = ""
         self._background: set[asyncio.Task[Any]] = set()
@@ -343,6 +348,61 @@ class TelegramAdapter:
 
         await self.pipeline.handle(request, answer=answer)
 
+    async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A Refresh button pressed: through the gate like a message (rate limits, bans);
+        the answer is shown as it is while younger than REFRESH_FLOOR, else looked up again.
+        The press is acknowledged once the gate has decided (milliseconds), with a short
+        note; the message is edited in place — here for a cached answer, by the worker when
+        the lookup lands."""
+        press = update.callback_query
+        if press is None:
+            return
+        message = press.message
+        cache_key = keys.cache_key_of(press.data or "")
+        if cache_key is None or message is None or type(message.chat.id) is not int:
+            await self._answer_press(press.id, "")  # not a button of ours: stop the spinner
+            return
+        request = Request(
+            platform=PLATFORM,
+            chat=str(message.chat.id),
+            user=str(press.from_user.id),
+            request_id=f"{PLATFORM}:{update.update_id}",
+            command=cache_key.split(":")[1],
+            args="",
+            meta={
+                "refresh": True,
+                "cache_key": cache_key,
+                "chat_type": message.chat.type,
+                "edit_message_id": message.message_id,
+            },
+            received_at=time.time(),
+            locale=str(press.from_user.language_code or "")[:35],
+        )
+
+        async def answer(outcome: Outcome) -> None:
+            reply = outcome.reply or outcome.quiet
+            note = ""
+            if outcome.queued:
+                note = i18n.render(t("Refreshing…"), outcome.language)
+            elif reply is not None and reply.buttons:  # the cached answer: shown in place
+                note = i18n.render(t("Up to date."), outcome.language) if outcome.decision == "hit" else ""
+            elif reply is not None:  # too fast, expired, banned…: a note on the button
+                note = reply.shown
+            await self._answer_press(press.id, note)
+            if outcome.reply is not None and outcome.reply.buttons:
+                await self._answer(request, outcome.reply)
+
+        await self.pipeline.handle(request, outbound=buckets(request, self.settings), answer=answer)
+
+    async def _answer_press(self, press_id: str, note: str) -> None:
+        """Stop the button's spinner, with a short note; one try (it is worth nothing later)."""
+        try:
+            await self.transport.post_form(
+                self._press_url, {"callback_query_id": press_id, "text": note[:200]}
+            )
+        except NetworkError as exc:
+            log.info("telegram: a button press not acknowledged: %s", exc)
+
     async def _still_looking(self, query_id: str, language: str) -> None:
         """The lookup did not land within TELEGRAM_INLINE_WAIT: say so, unless the worker
         answered first (a query takes one answer; whoever claims it answers)."""
@@ -402,10 +462,22 @@ class TelegramAdapter:
         if not chat and request.meta.get("chat_type") in GROUP_TYPES and request.meta.get("message_id"):
             # In a group, show which message this answers; in a private chat it is obvious.
             params["reply_parameters"] = json.dumps(reply_parameters(request.meta["message_id"]))
+        editing = not chat and request.meta.get("edit_message_id")
         try:
-            for part in render(reply.shown):
+            parts = render(reply.shown)
+            for index, part in enumerate(parts):
                 params["text"] = part
-                status = await self.transport.post_form(self._send_url, params)
+                if index == len(parts) - 1 and reply.buttons:
+                    params["reply_markup"] = reply_markup(reply.buttons)
+                url = self._send_url
+                if index == 0 and editing:  # a Refresh press: the answer in place of the old one
+                    url = self._edit_url
+                    params = {**params, "message_id": str(request.meta["edit_message_id"])}
+                    params.pop("reply_parameters", None)
+                status = await self.transport.post_form(url, params)
+                params.pop("message_id", None)
+                if status == 400 and url == self._edit_url:
+                    continue  # unchanged ("message is not modified"), or too old to edit
                 if status == 403:
                     log.info("%s: the bot may not write to that chat; reply dropped", request.request_id)
                     return status

@@ -30,6 +30,12 @@ def render(text: str) -> list[str]:
     return [html.escape(part, quote=False) for part in split_text(text)]
 
 
+def reply_markup(buttons: tuple[tuple[object, str], ...]) -> str:
+    """An inline keyboard of one row (the buttons' labels rendered already), as JSON."""
+    row = [{"text": str(label), "callback_data": data} for label, data in buttons]
+    return json.dumps({"inline_keyboard": [row]}, ensure_ascii=False)
+
+
 INLINE_DESCRIPTION = 200  # what the result list shows under a result's title
 
 

@@ -18,7 +18,14 @@ from bot.core.request import Reply, Request
 from bot.ops import metrics
 from bot.platforms.base import http_session
 from bot.platforms.telegram.budget import buckets
-from bot.platforms.telegram.render import PARSE_MODE, PLATFORM, inline_answer, render, reply_parameters
+from bot.platforms.telegram.render import (
+    PARSE_MODE,
+    PLATFORM,
+    inline_answer,
+    render,
+    reply_markup,
+    reply_parameters,
+)
 from config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -36,13 +43,20 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
         return
     url = f"{settings.TELEGRAM_API_URL}/bot{token}/sendMessage"
     marker = keys.delivered(request.request_id)
-    for index, part in enumerate(render(reply.shown)):
+    parts = render(reply.shown)
+    for index, part in enumerate(parts):
         if redis_client.hexists(marker, index):
             continue  # sent by an earlier try of this task
         params: dict[str, Any] = {"chat_id": request.chat, "text": part, "parse_mode": PARSE_MODE}
-        if index == 0 and request.meta.get("message_id"):
+        part_url = url
+        if index == 0 and request.meta.get("edit_message_id"):  # Refresh: the answer in place
+            params["message_id"] = request.meta["edit_message_id"]
+            part_url = url.removesuffix("sendMessage") + "editMessageText"
+        elif index == 0 and request.meta.get("message_id"):
             params["reply_parameters"] = json.dumps(reply_parameters(request.meta["message_id"]))
-        _send_part(redis_client, url, params, settings, request)
+        if index == len(parts) - 1 and reply.buttons:
+            params["reply_markup"] = reply_markup(reply.buttons)
+        _send_part(redis_client, part_url, params, settings, request)
         pipe = redis_client.pipeline()
         pipe.hset(marker, index, 1)
         pipe.expire(marker, settings.DEDUPE_TTL)
@@ -96,6 +110,8 @@ def _send_part(
             continue
         if response.status_code == 403:
             raise Undeliverable(f"telegram 403: {description}")
+        if response.status_code == 400 and "not modified" in description:
+            return  # a Refresh that found the same answer: the message already shows it
         if response.status_code >= 500:
             raise RetryLater(f"telegram {response.status_code}")
         if response.status_code == 400 and "parse" in description.lower() and "parse_mode" in params:
