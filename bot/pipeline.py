@@ -275,8 +275,11 @@ class Pipeline:
                 text = [text, phrases.stale_note(float(cached.get("at", 0)), phrases.may_be_outdated(why))]
             if outcome == "stale_refresh":
                 await self._refresh(request, params)
-            reply = Reply(text, cached.get("kind", "answer")).with_refresh(parsed.cache_key)
-            return Outcome(reply, decision=outcome)
+            page = int(request.meta.get("page") or 1)  # "More" pressed: that page of the answer
+            reply = Reply(i18n.page_of(text, page), cached.get("kind", "answer"))
+            return Outcome(
+                reply.with_buttons(parsed.cache_key, page, i18n.page_count(text)), decision=outcome
+            )
         if outcome == "open":
             text = phrases.unavailable_for(command.provider_name, decision.retry_after)
             return Outcome(Reply(text, "error"), decision=outcome)

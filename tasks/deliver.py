@@ -52,7 +52,7 @@ def send(req: Request, reply: Reply) -> None:
     blocked the bot) is logged and counted here; what may go later (RETRYABLE) is raised for
     the caller to schedule."""
     try:
-        reply = reply.with_refresh(req.meta.get("cache_key"))
+        reply = reply.with_buttons(req.meta.get("cache_key"))
         if not isinstance(reply.text, str) or reply.buttons:
             reply = reply.rendered(language_of(req))
         sender_for(req.platform)(worker_redis(), req, reply)

@@ -399,3 +399,34 @@ def test_a_button_whose_answer_is_gone_says_so(
     )
     assert _press(telegram, chat, sent, "something else") == "", "not ours: only the spinner stops"
     chat.assert_no_reply()
+
+
+def test_more_shows_the_next_page_of_reviews_in_place(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, upstreams: Any
+) -> None:
+    chat = make_tg_chat()
+    chat.send("/reviews pizza in Naples")
+    first = chat.reply(timeout=20).splitlines()
+    assert (
+        first[0] == "Reviews for pizza in naples:"
+        and first[1].startswith("1. ")
+        and first[5].startswith("5. ")
+    )
+    answer = telegram.messages(chat.chat_id)[-1]
+    [buttons] = json.loads(answer.params["reply_markup"])["inline_keyboard"]
+    assert [b["text"] for b in buttons] == ["Refresh", "More"]
+    assert _press(telegram, chat, answer, buttons[1]["callback_data"]) == ""
+    assert telegram.wait_for(lambda: telegram.messages(chat.chat_id, method="editMessageText"), 10)
+    [edit] = telegram.messages(chat.chat_id, method="editMessageText")
+    assert edit.message_id == answer.message_id
+    assert edit.text.splitlines() == [
+        "Reviews for pizza in naples:",
+        "6. Pizzeria Da Attilio — 4.0★ from 900 reviews (Google)",
+        "7. Pizzeria Di Matteo — 3.9★ from 700 reviews (Google)",
+    ]
+    [[last]] = json.loads(edit.params["reply_markup"])["inline_keyboard"]
+    assert last["text"] == "Refresh", "the last page has no More"
+    assert [upstreams.count(s) for s in ("yelp", "foursquare", "google")] == [1, 1, 1], (
+        "pages come from the cache"
+    )
+    chat.assert_no_reply()

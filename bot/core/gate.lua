@@ -31,7 +31,8 @@
 -- ARGV[5]  flags: "a" when the user is an admin (not held by maintenance or bans),
 --          "c" to look up the cache (and check the breaker),
 --          "k" to coalesce identical in-flight lookups,
---          "r" for a Refresh press (see ARGV[9]; "miss" then carries the entry)
+--          "r" for a Refresh press (see ARGV[9]; "miss" then carries the entry),
+--          "p" with it for a "More" press (the cached answer is shown whatever its age)
 -- ARGV[6]  the request as JSON (kept in the waiters list when the lookup is in flight)
 -- ARGV[7]  in-flight marker TTL in seconds
 -- ARGV[8]  how long a request id is remembered once done, in seconds
@@ -181,7 +182,9 @@ if string.find(flags, 'c', 1, true) then
     local fresh_until = tonumber(string.sub(cached, 1, sep - 1)) or 0
     body = string.sub(cached, sep + 1)
     local young = now < fresh_until
-    if refresh then  -- pressed Refresh: shown as it is only while younger than the floor
+    if refresh and string.find(flags, 'p', 1, true) then
+      young = true  -- pressed More: another page of this answer
+    elseif refresh then  -- pressed Refresh: shown as it is only while younger than the floor
       young = now - (tonumber(cjson.decode(body).at) or 0) * 1000 < tonumber(ARGV[9])
     end
     if young then

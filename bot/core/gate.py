@@ -86,7 +86,7 @@ class Gate:
         seen = keys.seen(request.request_id)
         flags = ("a" if is_admin else "-") + ("c" if cache_key else "-") + self._coalesce
         if request.meta.get("refresh"):
-            flags += "r"
+            flags += "rp" if request.meta.get("page") else "r"
         lease, interval, burst = self._constants
         # Inline queries (one per keystroke while typing) have their own rate limit.
         lane = "inline" if request.meta.get("kind") == "inline" else ""

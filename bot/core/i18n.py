@@ -75,6 +75,24 @@ def day(iso: str) -> dict[str, Any]:
     return {"day": datetime.date.fromisoformat(iso).isoformat()}
 
 
+def paged(pages: list[Message]) -> dict[str, Any]:
+    """An answer in pages (/reviews): shown as its first page; a "More" button shows the next
+    (bot/core/request.py, Reply.with_buttons)."""
+    return {"pages": pages}
+
+
+def page_count(message: Message) -> int:
+    return len(message["pages"]) if isinstance(message, dict) and "pages" in message else 1
+
+
+def page_of(message: Message, page: int) -> Message:
+    """Page `page` (from 1) of a paged answer, the last one past its end; any other answer is
+    its own only page."""
+    if isinstance(message, dict) and "pages" in message:
+        return message["pages"][min(max(page, 1), len(message["pages"])) - 1]
+    return message
+
+
 def joined(items: list[Message], separator: str = ", ") -> dict[str, Any]:
     """Several messages in a row ("Yelp (timed out); Google (busy)")."""
     return {"j": separator, "i": items}
@@ -128,6 +146,8 @@ def render(message: Message, language: str) -> str:
         return format_decimal(Decimal(message["num"]), message.get("f") or "#,##0.##", locale=language)
     if "day" in message:
         return format_date(datetime.date.fromisoformat(message["day"]), "medium", locale=language)
+    if "pages" in message:
+        return render(message["pages"][0], language)
     if "j" in message:
         return str(message["j"]).join(render(item, language) for item in message["i"])
     args = {name: _argument(value, language) for name, value in (message.get("a") or {}).items()}

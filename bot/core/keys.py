@@ -87,7 +87,7 @@ def cache_pattern(command: str = "") -> str:
     return f"{CACHE_PREFIX}{command}:*" if command else f"{CACHE_PREFIX}*"
 
 
-BUTTON_DATA = re.compile(r"^r:([a-z0-9_]{1,30}):([0-9a-f]{24})$")
+BUTTON_DATA = re.compile(r"^(?:r|m:([1-9])):([a-z0-9_]{1,30}):([0-9a-f]{24})$")
 
 
 def refresh_data(cache_key: str) -> str:
@@ -96,10 +96,22 @@ def refresh_data(cache_key: str) -> str:
     return "r:" + cache_key.removeprefix(CACHE_PREFIX)
 
 
+def more_data(cache_key: str, page: int) -> str:
+    """What a "More" button carries: the answer's cache key and the page to show (1-9)."""
+    return f"m:{page}:" + cache_key.removeprefix(CACHE_PREFIX)
+
+
+def pressed(data: str) -> tuple[str, int] | None:
+    """(the cache key, the page to show — 0 for Refresh) a button names, or None for
+    anything we did not write."""
+    match = BUTTON_DATA.match(data)
+    return (cache(match[2], match[3]), int(match[1] or 0)) if match else None
+
+
 def cache_key_of(data: str) -> str | None:
     """The cache key a button press names, or None for anything we did not write."""
-    match = BUTTON_DATA.match(data)
-    return cache(match[1], match[2]) if match else None
+    found = pressed(data)
+    return found[0] if found else None
 
 
 def inflight(cache_key: str) -> str:

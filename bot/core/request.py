@@ -13,6 +13,7 @@ from bot.core import i18n, keys
 from bot.core.i18n import Message, t
 
 REFRESH = t("Refresh")  # the button under a lookup's answer
+MORE = t("More")  # the button under a page of an answer with more
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,16 @@ class Reply:
         buttons = tuple((i18n.render(label, language), data) for label, data in self.buttons)
         return replace(self, text=i18n.render(self.text, language), buttons=buttons)
 
-    def with_refresh(self, cache_key: str | None) -> Reply:
-        """A lookup's answer gets a Refresh button (errors, usage, notices do not)."""
+    def with_buttons(self, cache_key: str | None, page: int = 1, pages: int | None = None) -> Reply:
+        """A lookup's answer gets a Refresh button (errors, usage, notices do not), and a
+        "More" button while there is a page after `page` (of `pages`, by default the
+        answer's own)."""
         if self.kind != "answer" or not cache_key or self.buttons:
             return self
-        return replace(self, buttons=((REFRESH, keys.refresh_data(cache_key)),))
+        buttons: tuple[tuple[Message, str], ...] = ((REFRESH, keys.refresh_data(cache_key)),)
+        if page < (pages if pages is not None else i18n.page_count(self.text)):
+            buttons += ((MORE, keys.more_data(cache_key, page + 1)),)
+        return replace(self, buttons=buttons)
 
     @property
     def shown(self) -> str:

@@ -82,6 +82,9 @@ PIZZA_NAPLES = [
     ("Gino e Toto Sorbillo", 40.85085, 14.25573, (4.5, 1500), (9.0, 1200), (4.5, 30000)),
     ("Pizzeria Starita", 40.86092, 14.24840, (4.0, 800), None, (4.5, 15000)),
     ("Concettina ai Tre Santi", 40.85301, 14.25005, None, (9.4, 300), None),
+    # Further down the ranking: a second page for "More"
+    ("Pizzeria Da Attilio", 40.84550, 14.24860, None, None, (4.0, 900)),
+    ("Pizzeria Di Matteo", 40.85120, 14.25760, None, None, (3.9, 700)),
 ]
 STARITA_ROME = ("Pizzeria Starita", 41.90300, 12.49640, (4.9, 50))
 

@@ -14,7 +14,7 @@ import unicodedata
 from typing import Any, NoReturn
 
 from bot.commands.registry import Option, Params, UsageError, fan_out
-from bot.core.i18n import N_, Message, joined, number, t, tn
+from bot.core.i18n import N_, Message, joined, number, paged, t, tn
 from bot.core.text import clean
 from bot.upstream.client import PermanentError, Upstream
 from config import Settings
@@ -27,7 +27,8 @@ NO_KEYS = t(
     "GOOGLE_PLACES_API_KEY and restart the workers."
 )
 SAME_PLACE_METRES = 150
-TOP = 5
+TOP = 5  # places a page
+PAGES = 3  # pages at most: "More" shows the next
 PRIOR_RATING, PRIOR_WEIGHT = 3.5, 20  # ranking: a 5.0 from 3 reviews does not beat 4.7 from 3,000
 
 
@@ -112,7 +113,8 @@ def merge(results: list[dict[str, Any]], params: Params) -> tuple[Message, bool]
         place["score"] = (PRIOR_RATING * PRIOR_WEIGHT + (place["combined"] or 0) * weight) / (
             PRIOR_WEIGHT + weight
         )
-    ranked = sorted((p for p in merged if p["combined"] is not None), key=lambda p: -p["score"])[:TOP]
+    ranked = sorted((p for p in merged if p["combined"] is not None), key=lambda p: -p["score"])
+    ranked = ranked[: TOP * PAGES]
     what, where = params["what"], params["place"]
     if ranked:
         heading = (
@@ -126,7 +128,7 @@ def merge(results: list[dict[str, Any]], params: Params) -> tuple[Message, bool]
             if where
             else t("No places found for {what}.", what=what)
         )
-    lines: list[Message] = [heading]
+    lines: list[Message] = []
     for n, place in enumerate(ranked, 1):
         lines.append(
             tn(
@@ -140,9 +142,9 @@ def merge(results: list[dict[str, Any]], params: Params) -> tuple[Message, bool]
                 sources=", ".join(place["sources"]),
             )
         )
-    if missing:
-        lines.append(t("Missing: {sources}.", sources=joined(missing, "; ")))
-    return lines, True
+    tail: list[Message] = [t("Missing: {sources}.", sources=joined(missing, "; "))] if missing else []
+    pages: list[Message] = [[heading, *lines[i : i + TOP], *tail] for i in range(0, len(lines), TOP)]
+    return (paged(pages) if len(pages) > 1 else pages[0] if pages else [heading, *tail]), True
 
 
 @fan_out(

@@ -232,14 +232,15 @@ class DiscordAdapter:
         put in place here; an older one is looked up again and the worker edits the message
         (the press's @original is the message the button is on); notes only the presser sees."""
         data: dict[str, Any] = dict(interaction.data or {})
-        cache_key = keys.cache_key_of(str(data.get("custom_id", "")))
+        button = keys.pressed(str(data.get("custom_id", "")))
         try:
             await interaction.response.defer()  # type 6: "I'll update this message"
         except discord.HTTPException as exc:
             log.info("discord: a button press not acknowledged: %s", exc.status)
             return
-        if cache_key is None:
+        if button is None:
             return  # not a button of ours
+        cache_key, page = button
         request = Request(
             platform=PLATFORM,
             chat=str(interaction.channel_id),
@@ -255,6 +256,7 @@ class DiscordAdapter:
                 "deferred": True,
                 "refresh": True,
                 "cache_key": cache_key,
+                **({"page": page} if page else {}),  # "More": that page of the answer
             },
             received_at=time.time(),
             locale=interaction.locale.value,

@@ -358,10 +358,11 @@ class TelegramAdapter:
         if press is None:
             return
         message = press.message
-        cache_key = keys.cache_key_of(press.data or "")
-        if cache_key is None or message is None or type(message.chat.id) is not int:
+        button = keys.pressed(press.data or "")
+        if button is None or message is None or type(message.chat.id) is not int:
             await self._answer_press(press.id, "")  # not a button of ours: stop the spinner
             return
+        cache_key, page = button
         request = Request(
             platform=PLATFORM,
             chat=str(message.chat.id),
@@ -374,6 +375,7 @@ class TelegramAdapter:
                 "cache_key": cache_key,
                 "chat_type": message.chat.type,
                 "edit_message_id": message.message_id,
+                **({"page": page} if page else {}),  # "More": that page of the answer
             },
             received_at=time.time(),
             locale=str(press.from_user.language_code or "")[:35],
@@ -384,8 +386,9 @@ class TelegramAdapter:
             note = ""
             if outcome.queued:
                 note = i18n.render(t("Refreshing…"), outcome.language)
-            elif reply is not None and reply.buttons:  # the cached answer: shown in place
-                note = i18n.render(t("Up to date."), outcome.language) if outcome.decision == "hit" else ""
+            elif reply is not None and reply.buttons:  # the cached answer (or a page): in place
+                fresh = outcome.decision == "hit" and not page
+                note = i18n.render(t("Up to date."), outcome.language) if fresh else ""
             elif reply is not None:  # too fast, expired, banned…: a note on the button
                 note = reply.shown
             await self._answer_press(press.id, note)
