@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from aiohttp import web  # noqa: E402
 
 from bot.commands import registry  # noqa: E402
 from bot.core import cache  # noqa: E402
+from bot.core.i18n import day, number, t  # noqa: E402
 from dev.redis_server import RedisServer, free_port  # noqa: E402
 
 TOKEN = "1:bench"
@@ -88,7 +90,20 @@ def seed_hit(redis_url: str) -> None:
     seed = redis.Redis.from_url(redis_url)
     seed.set(
         command.cache_key({"amount": "1", "from": "EUR", "to": "USD"}),
-        cache.encode("1.00 EUR = 1.09 USD (ECB rate of 2026-11-27)", "answer", 86400),
+        # What a worker caches: a message rendered per reader (numbers and date for the locale).
+        cache.encode(
+            t(
+                "{amount} {src} = {converted} {dst} (ECB rate of {date})",
+                amount=number(1, "#,##0.00"),
+                src="EUR",
+                converted=number(Decimal("1.09"), "#,##0.00"),
+                dst="USD",
+                date=day("2026-11-27"),
+            ),
+            "answer",
+            86400,
+            params={"amount": "1", "from": "EUR", "to": "USD"},
+        ),
     )
     seed.close()
 

@@ -14,6 +14,8 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from bot.commands import registry
+from bot.commands.registry import UsageError
 from bot.core import i18n, keys
 from bot.core.delivery import RetryLater, Undeliverable
 from bot.core.request import Reply, Request
@@ -47,12 +49,26 @@ def language_of(req: Request) -> str:
     return i18n.choose(chosen.decode() if isinstance(chosen, bytes) else chosen, req.locale)
 
 
+def answer_key(req: Request) -> str | None:
+    """The cache key of the lookup a request asked (a Refresh press names it; a command's
+    arguments are parsed again, as the bot did), for the buttons under its answer."""
+    if req.meta.get("cache_key"):
+        return str(req.meta["cache_key"])
+    command = registry.get(req.command)
+    if command is None or not command.is_lookup:
+        return None
+    try:
+        return command.cache_key(command.run_parser(req.args))
+    except UsageError:
+        return None
+
+
 def send(req: Request, reply: Reply) -> None:
     """Send a reply now, in the reader's language. A platform's final refusal (the user
     blocked the bot) is logged and counted here; what may go later (RETRYABLE) is raised for
     the caller to schedule."""
     try:
-        reply = reply.with_buttons(req.meta.get("cache_key"))
+        reply = reply.with_buttons(answer_key(req))
         if not isinstance(reply.text, str) or reply.buttons:
             reply = reply.rendered(language_of(req))
         sender_for(req.platform)(worker_redis(), req, reply)

@@ -140,6 +140,8 @@ def test_a_private_answer_rides_in_the_webhook_response(
     assert _via(telegram, chat.chat_id) == ["webhook response", "request"]
     assert _via(telegram, other.chat_id) == ["webhook response"]
     assert ("sendMessage", 200) in telegram.response_calls
+    [[button]] = json.loads(telegram.messages(other.chat_id)[0].params["reply_markup"])["inline_keyboard"]
+    assert button["text"] == "Refresh", "the answer in the response keeps its button"
 
 
 def test_a_group_answer_is_still_posted(webhook_bot: BotProcess, make_tg_chat: Any, telegram: Any) -> None:

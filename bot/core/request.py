@@ -75,7 +75,7 @@ class Reply:
 
     def rendered(self, language: str) -> Reply:
         """The reply as `language` reads it, buttons too (a rendered reply stays as it is)."""
-        if isinstance(self.text, str) and not self.buttons:
+        if isinstance(self.text, str) and all(isinstance(label, str) for label, _ in self.buttons):
             return self
         buttons = tuple((i18n.render(label, language), data) for label, data in self.buttons)
         return replace(self, text=i18n.render(self.text, language), buttons=buttons)

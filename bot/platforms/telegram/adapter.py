@@ -40,6 +40,7 @@ from bot.platforms.telegram.render import (
     PARSE_MODE,
     PLATFORM,
     inline_answer,
+    keyboard,
     render,
     reply_markup,
     reply_parameters,
@@ -446,6 +447,8 @@ class TelegramAdapter:
         }
         if group:
             call["reply_parameters"] = reply_parameters(request.meta["message_id"])
+        if reply.buttons:
+            call["reply_markup"] = keyboard(reply.buttons)
         exchange.call = call
         return True
 

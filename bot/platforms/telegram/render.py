@@ -3,9 +3,11 @@ parse mode, and splitting at the 4096-character limit of one message."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
+from typing import Any
 
 from bot.core import text as text_rules
 
@@ -30,10 +32,17 @@ def render(text: str) -> list[str]:
     return [html.escape(part, quote=False) for part in split_text(text)]
 
 
+@functools.lru_cache(maxsize=256)
+def keyboard(buttons: tuple[tuple[object, str], ...]) -> dict[str, Any]:
+    """An inline keyboard of one row (the buttons' labels rendered already). The same few
+    keyboards go under every hit of an answer: built once each (do not change the result)."""
+    return {"inline_keyboard": [[{"text": str(label), "callback_data": data} for label, data in buttons]]}
+
+
+@functools.lru_cache(maxsize=256)
 def reply_markup(buttons: tuple[tuple[object, str], ...]) -> str:
-    """An inline keyboard of one row (the buttons' labels rendered already), as JSON."""
-    row = [{"text": str(label), "callback_data": data} for label, data in buttons]
-    return json.dumps({"inline_keyboard": [row]}, ensure_ascii=False)
+    """`keyboard` as the JSON a form field carries."""
+    return json.dumps(keyboard(buttons), ensure_ascii=False)
 
 
 INLINE_DESCRIPTION = 200  # what the result list shows under a result's title
