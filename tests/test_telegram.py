@@ -430,3 +430,17 @@ def test_more_shows_the_next_page_of_reviews_in_place(
         "pages come from the cache"
     )
     chat.assert_no_reply()
+
+
+def test_presses_are_rate_limited_like_messages(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any
+) -> None:
+    chat = make_tg_chat()
+    chat.send("/fx 3 CHF JPY")
+    chat.reply()
+    answer = telegram.messages(chat.chat_id)[-1]
+    [[refresh]] = json.loads(answer.params["reply_markup"])["inline_keyboard"]
+    notes = [_press(telegram, chat, answer, refresh["callback_data"]) for _ in range(5)]
+    # The message used one of the user's burst of 5: the fifth press is told to slow down.
+    assert notes[:4] == ["Up to date."] * 4
+    assert notes[4].startswith("You are sending too fast. Please try again in")

@@ -350,7 +350,7 @@ class TelegramAdapter:
         await self.pipeline.handle(request, answer=answer)
 
     async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A Refresh button pressed: through the gate like a message (rate limits, bans);
+        """A Refresh or More button pressed: through the gate like a message (rate limit, bans);
         the answer is shown as it is while younger than REFRESH_FLOOR, else looked up again.
         The press is acknowledged once the gate has decided (milliseconds), with a short
         note; the message is edited in place — here for a cached answer, by the worker when
@@ -387,8 +387,8 @@ class TelegramAdapter:
             note = ""
             if outcome.queued:
                 note = i18n.render(t("Refreshing…"), outcome.language)
-            elif reply is not None and reply.buttons:  # the cached answer (or a page): in place
-                fresh = outcome.decision == "hit" and not page
+            elif outcome.decision in ("hit", "stale", "stale_open"):  # the cached answer: in place
+                fresh = outcome.decision == "hit" and not page  # (a worker edits it if over budget)
                 note = i18n.render(t("Up to date."), outcome.language) if fresh else ""
             elif reply is not None:  # too fast, expired, banned…: a note on the button
                 note = reply.shown
@@ -396,7 +396,9 @@ class TelegramAdapter:
             if outcome.reply is not None and outcome.reply.buttons:
                 await self._answer(request, outcome.reply)
 
-        await self.pipeline.handle(request, outbound=buckets(request, self.settings), answer=answer)
+        # Not charged to the chat's outbound budget: the notes are no messages, and a worker
+        # must never turn one into an edit of the answer ("too fast" in place of the rates).
+        await self.pipeline.handle(request, answer=answer)
 
     async def _answer_press(self, press_id: str, note: str) -> None:
         """Stop the button's spinner, with a short note; one try (it is worth nothing later)."""
