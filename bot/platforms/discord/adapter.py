@@ -74,6 +74,32 @@ def _option_text(command_name: str, data: dict[str, Any]) -> str:
     return " ".join(_plain(given[name]) for name in order if given.get(name) is not None)
 
 
+def _request(
+    interaction: discord.Interaction, command: str, args: str, extra: dict[str, Any] | None = None
+) -> Request:
+    """An interaction as a Request: a slash command, or a button press (`extra`)."""
+    return Request(
+        platform=PLATFORM,
+        chat=str(interaction.channel_id),
+        user=str(interaction.user.id),
+        request_id=f"{PLATFORM}:{interaction.id}",
+        command=command,
+        args=args,
+        meta={
+            "kind": "interaction",
+            "application_id": str(interaction.application_id),
+            "token": interaction.token,
+            "created_at": interaction.created_at.timestamp(),
+            # Always deferred before anything is queued (a command when it misses, a press at
+            # once), so a worker — or a coalesced lookup's fan-out — may edit @original.
+            "deferred": True,
+            **(extra or {}),
+        },
+        received_at=time.time(),
+        locale=interaction.locale.value,  # the user's Discord language ("de", "en-US")
+    )
+
+
 def _view(buttons: tuple[tuple[object, str], ...]) -> discord.ui.View | None:
     """The reply's buttons for discord.py to send. Stopped at once: discord.py then keeps no
     state for it (presses come to on_interaction, from any process, after any restart)."""
@@ -180,25 +206,7 @@ class DiscordAdapter:
             return
         data: dict[str, Any] = dict(interaction.data or {})
         name = str(data.get("name", ""))
-        request = Request(
-            platform=PLATFORM,
-            chat=str(interaction.channel_id),
-            user=str(interaction.user.id),
-            request_id=f"{PLATFORM}:{interaction.id}",
-            command=name.lower(),
-            args=_option_text(name, data),
-            meta={
-                "kind": "interaction",
-                "application_id": str(interaction.application_id),
-                "token": interaction.token,
-                "created_at": interaction.created_at.timestamp(),
-                # A queued request is always deferred first (below), so a worker — or a
-                # coalesced lookup's fan-out — may edit the original response.
-                "deferred": True,
-            },
-            received_at=time.time(),
-            locale=interaction.locale.value,  # the user's Discord language ("de", "en-US")
-        )
+        request = _request(interaction, name.lower(), _option_text(name, data))
 
         async def defer() -> None:
             await interaction.response.defer(thinking=True)
@@ -241,26 +249,9 @@ class DiscordAdapter:
         if button is None:
             return  # not a button of ours
         cache_key, page = button
-        request = Request(
-            platform=PLATFORM,
-            chat=str(interaction.channel_id),
-            user=str(interaction.user.id),
-            request_id=f"{PLATFORM}:{interaction.id}",
-            command=cache_key.split(":")[1],
-            args="",
-            meta={
-                "kind": "interaction",
-                "application_id": str(interaction.application_id),
-                "token": interaction.token,
-                "created_at": interaction.created_at.timestamp(),
-                "deferred": True,
-                "refresh": True,
-                "cache_key": cache_key,
-                **({"page": page} if page else {}),  # "More": that page of the answer
-            },
-            received_at=time.time(),
-            locale=interaction.locale.value,
-        )
+        # "More" names the page to show; Refresh, page 0, none.
+        extra = {"refresh": True, "cache_key": cache_key, **({"page": page} if page else {})}
+        request = _request(interaction, cache_key.split(":")[1], "", extra)
 
         async def answer(outcome: Outcome) -> None:
             reply = outcome.reply or outcome.quiet
