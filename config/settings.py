@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     REFRESH_FLOOR: float = Field(
         30.0, ge=0, description="seconds an answer is shown as it is when Refresh is pressed"
     )
+    SUBSCRIPTIONS_PER_USER: int = Field(10, ge=0, le=1000, description="/watch and /daily each user may keep")
+    WATCH_INTERVAL: int = Field(300, ge=10, description="seconds between two checks of a /watch")
+    SUBSCRIPTION_TICK: float = Field(
+        10.0, ge=1, le=300, description="seconds between beat's looks at due subscriptions"
+    )
     SUGGEST_CACHE_TTL: int = Field(86_400, ge=60, description="seconds typing suggestions are cached")
     COALESCE: bool = Field(True, description="identical in-flight lookups share one upstream call")
     COALESCE_TTL: int = Field(300, ge=10, description="seconds an in-flight marker lives at most")

@@ -10,7 +10,7 @@ import tempfile
 if "worker" in sys.argv[1:] and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatbot-metrics-")
 
-from tasks import deliver, fanout, lookup, periodic, suggest  # noqa: F401  (registers the tasks)
+from tasks import deliver, fanout, lookup, periodic, subscriptions, suggest  # noqa: F401  (registers the tasks)
 from tasks.app import app
 
 __all__ = ["app"]

@@ -75,6 +75,11 @@ def send(req: Request, reply: Reply) -> None:
     except Undeliverable as exc:
         log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
         metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
+        if req.meta.get("subscription"):  # a chat that refuses the bot gets no more ticks
+            pipe = worker_redis().pipeline(transaction=True)
+            pipe.hset(keys.subscription(req.meta["subscription"]), "state", "paused:blocked")
+            pipe.zrem(keys.SUBSCRIPTIONS_DUE, req.meta["subscription"])
+            pipe.execute()
         return
     log.info("%s: reply delivered on %s", req.request_id, req.platform)
     metrics.DELIVERIES.labels(req.platform, "sent").inc()

@@ -8,6 +8,7 @@ from celery import signals
 
 from bot.core import keys
 from bot.ops import sentry
+from config import get_settings
 from tasks.app import app
 from tasks.runtime import worker_redis
 
@@ -38,6 +39,7 @@ def dead_letter_alert() -> None:
 app.conf.beat_schedule = {
     "heartbeat": {"task": "beat_heartbeat", "schedule": HEARTBEAT_EVERY},
     "dead-letter-alert": {"task": "dead_letter_alert", "schedule": DEAD_LETTER_CHECK_EVERY},
+    "subscriptions": {"task": "subscriptions_tick", "schedule": get_settings().SUBSCRIPTION_TICK},
 }
 
 

@@ -4,6 +4,7 @@ Bot API emulator; real workers send the replies over the wire."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -444,3 +445,20 @@ def test_presses_are_rate_limited_like_messages(
     # The message used one of the user's burst of 5: the fifth press is told to slow down.
     assert notes[:4] == ["Up to date."] * 4
     assert notes[4].startswith("You are sending too fast. Please try again in")
+
+
+def test_a_subscription_to_a_chat_that_blocked_the_bot_pauses(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, redis_client: Any
+) -> None:
+    from tasks.subscriptions import subscriptions_tick
+
+    chat = make_tg_chat()
+    chat.send("/daily fx 4 EUR USD at 09:00")
+    sub_id = re.search(r"\(#(\d+)\)", chat.reply())[1]  # type: ignore[index]
+    telegram.fail("sendMessage", 403)  # the user blocked the bot since
+    redis_client.zadd(keys.SUBSCRIPTIONS_DUE, {sub_id: 0})
+    assert subscriptions_tick() == 1
+    assert wait_until(lambda: redis_client.hget(keys.subscription(sub_id), "state") == "paused:blocked", 10)
+    assert redis_client.zscore(keys.SUBSCRIPTIONS_DUE, sub_id) is None, "no more ticks for it"
+    chat.send("/subscriptions")
+    assert chat.reply().splitlines()[1] == f"#{sub_id} daily /fx 4 EUR USD at 09:00 (UTC) — paused: blocked"

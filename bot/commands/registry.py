@@ -97,6 +97,8 @@ class Command:
     provider_name: str = ""  # shown to users when the upstream fails ("Wikipedia")
     options: tuple[Option, ...] = ()
     breaker: str = ""  # the upstream's breaker the gate checks (answers at once while open)
+    # The answer's argument holding a number users may /watch ("converted": an fx amount).
+    watch: str = ""
 
     @property
     def is_lookup(self) -> bool:
@@ -205,11 +207,13 @@ def lookup(
     provider_name: str,
     options: tuple[Option, ...] = (),
     breaker: str = "",
+    watch: str = "",
 ) -> Callable[[F], F]:
-    """Declare a lookup: decorate its provider function (which runs in a Celery worker)."""
+    """Declare a lookup: decorate its provider function (which runs in a Celery worker).
+    `watch`: the name of the answer's argument holding a number users may /watch."""
     return _declaring(
         "provider", name=name, help=help, usage=usage, parse=parse, ttl_setting=ttl_setting,
-        provider_name=provider_name, options=options, breaker=breaker,
+        provider_name=provider_name, options=options, breaker=breaker, watch=watch,
     )  # fmt: skip
 
 

@@ -73,6 +73,22 @@ def prefs(user_key: str) -> str:
 
 
 LANG_FIELD = "lang"
+TIMEZONE_FIELD = "tz"  # an IANA time zone ("Europe/Berlin") for /daily times
+
+# --- subscriptions (/watch, /daily) ---------------------------------------------------------
+SUBSCRIPTION_IDS = "subs:next_id"  # a counter: every subscription's id, unique for good
+SUBSCRIPTIONS_DUE = "subs:due"  # sorted set: subscription id -> when it is next due (unix ms)
+
+
+def subscription(sub_id: int | str) -> str:
+    """One subscription, a hash (bot/commands/subscriptions.py says its fields)."""
+    return f"sub:{sub_id}"
+
+
+def subscriptions_of(user_key: str) -> str:
+    """The ids of a user's subscriptions, a set (its size is their count against the cap)."""
+    return f"subs:user:{user_key}"
+
 
 CACHE_PREFIX = "cache:"
 

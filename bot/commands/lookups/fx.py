@@ -66,6 +66,7 @@ def _amount(value: Decimal) -> Message:
     ttl_setting="FX_CACHE_TTL",
     provider_name="Frankfurter",
     breaker="frankfurter",
+    watch="converted",
     options=(
         Option("amount", N_("how much, e.g. 100"), "number"),
         Option("from", N_("currency code to convert from, e.g. USD"), suggest="currencies"),

@@ -37,6 +37,7 @@ def parse(args: str) -> Params:
     ttl_setting="WEATHER_CACHE_TTL",
     provider_name="Open-Meteo",
     breaker="open-meteo",
+    watch="temperature",
     options=(Option("place", N_("a city or place, e.g. Paris"), suggest="places"),),
 )
 def weather(params: Params, upstream: Upstream) -> Message:
