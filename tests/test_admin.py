@@ -193,6 +193,8 @@ def test_stats_and_health_report_what_they_see(admin: Chat, make_chat: Any, redi
     user.reply()
     user.send("/fx 4 USD GBP")
     user.immediate_reply()
+    user.send("/daily fx 4 USD GBP at 08:00")  # a subscription, not due until 08:00
+    user.immediate_reply()
     # The worker counts a lookup for /stats after its reply is out (off the user's wait).
     wait_until(lambda: any(redis_client.hget(k, "lookup:fx:ok") for k in redis_client.keys("stats:*")))
     admin.send("/stats")
@@ -201,6 +203,7 @@ def test_stats_and_health_report_what_they_see(admin: Chat, make_chat: Any, redi
     assert "hit ratio 50% (1 hits, 1 misses)" in report
     assert "/fx: 1 lookups, error ratio 0%" in report
     assert "queue depth 0" in report
+    assert "subscriptions: 1 active, 0 due now, 0 s behind schedule" in report
     admin.send("/health")
     health = admin.immediate_reply()
     assert "Redis: ok" in health

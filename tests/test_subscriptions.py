@@ -144,3 +144,18 @@ def test_a_watch_alerts_once_per_crossing(
     assert subscriptions_tick() == 1
     chat.assert_no_reply(within=1.0)  # still above: told once per crossing
     assert upstreams.count("fx") == 1
+
+
+def test_lag_behind_schedule_is_measured_for_metrics(
+    make_chat: Callable[..., Chat], redis_client: Any
+) -> None:
+    from bot.ops.gauges import GaugeReader
+    from config import get_settings
+
+    chat = make_chat()
+    chat.send("/watch fx 1 EUR USD above 2")
+    sub_id = _id(chat.immediate_reply())
+    redis_client.zadd(keys.SUBSCRIPTIONS_DUE, {sub_id: int((time.time() - 90) * 1000)})  # 90 s overdue
+    state = GaugeReader(get_settings(), [], lambda: "0")()
+    assert (state["subscriptions"], state["subscriptions_due"]) == (1, 1)
+    assert 89 <= state["subscriptions_lag"] < 120

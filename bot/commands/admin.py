@@ -99,7 +99,11 @@ async def stats(ctx: AdminContext, params: Params) -> str:
         pipe.hgetall(keys.stats(minute))
     pipe.llen(keys.DEAD_LETTERS)
     pipe.get(keys.RUNNING)
-    *minutes, dead, inflight = await pipe.execute()
+    now_ms = int(time.time() * 1000)
+    pipe.zcard(keys.SUBSCRIPTIONS_DUE)
+    pipe.zcount(keys.SUBSCRIPTIONS_DUE, "-inf", now_ms)
+    pipe.zrange(keys.SUBSCRIPTIONS_DUE, 0, 0, withscores=True)
+    *minutes, dead, inflight, active, due, oldest = await pipe.execute()
     lines = []
     for label, window in (("last 5 min", minutes[-5:]), ("last hour", minutes)):
         total: dict[str, int] = {}
@@ -126,6 +130,8 @@ async def stats(ctx: AdminContext, params: Params) -> str:
             lines.append(f"  /{name}: {ok + failed} lookups, error ratio {share}, {retries} retries")
     depth = await ctx.queue.depth()
     lines.append(f"now: queue depth {depth}, lookups in flight {int(inflight or 0)}, dead letters {dead}")
+    lag = max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0
+    lines.append(f"subscriptions: {active} active, {due} due now, {lag:.0f} s behind schedule")
     return "\n".join(lines)
 
 

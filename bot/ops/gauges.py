@@ -1,8 +1,9 @@
 """Shared state read from Redis when Prometheus scrapes the bot: breakers, queue depth,
-lookups running, dead letters (see `metrics.RedisGauges`)."""
+lookups running, dead letters, subscriptions and their lag (see `metrics.RedisGauges`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,7 +35,11 @@ class GaugeReader:
             pipe.hget(keys.breaker(provider), "state")
         pipe.get(keys.RUNNING)
         pipe.llen(keys.DEAD_LETTERS)
-        *states, running, dead = pipe.execute()
+        now_ms = int(time.time() * 1000)
+        pipe.zcard(keys.SUBSCRIPTIONS_DUE)
+        pipe.zcount(keys.SUBSCRIPTIONS_DUE, "-inf", now_ms)
+        pipe.zrange(keys.SUBSCRIPTIONS_DUE, 0, 0, withscores=True)
+        *states, running, dead, active, due, oldest = pipe.execute()
         depth = self.queue_depth()
         return {
             "breakers": {
@@ -44,4 +49,8 @@ class GaugeReader:
             "queue_depth": float(depth) if depth.isdigit() else float("nan"),
             "in_flight": float(running or 0),
             "dead_letters": float(dead),
+            "subscriptions": float(active),
+            "subscriptions_due": float(due),
+            # How far behind schedule the most overdue subscription is (0: none is overdue).
+            "subscriptions_lag": max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0,
         }

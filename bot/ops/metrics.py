@@ -77,3 +77,18 @@ class RedisGauges(Collector):
         yield GaugeMetricFamily(
             "chatbot_dead_letters_pending", "Entries in the dead-letter list", value=state["dead_letters"]
         )
+        yield GaugeMetricFamily(
+            "chatbot_subscriptions_active",
+            "Active /watch and /daily subscriptions",
+            value=state["subscriptions"],
+        )
+        yield GaugeMetricFamily(
+            "chatbot_subscriptions_due",
+            "Subscriptions due now (not yet handled)",
+            value=state["subscriptions_due"],
+        )
+        yield GaugeMetricFamily(
+            "chatbot_subscriptions_lag_seconds",
+            "How far behind schedule the most overdue subscription is",
+            value=state["subscriptions_lag"],
+        )
