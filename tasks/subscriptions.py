@@ -30,14 +30,15 @@ from bot.core.i18n import Message, number, t
 from bot.core.request import Reply, Request
 from config import get_settings
 from tasks.app import app
-from tasks.deliver import deliver, deliver_batch
+from tasks.deliver import FAN_OUT_CHUNK, deliver, deliver_batch
 from tasks.lookup import lookup
 from tasks.records import result
 from tasks.runtime import worker_redis
 
 log = logging.getLogger(__name__)
 
-TICK_BATCH = 500  # subscriptions claimed by one tick; the rest wait for the next
+TICK_BATCH = 500  # subscriptions claimed at once
+TICK_BUDGET = 5.0  # seconds one tick goes on claiming batches; the next tick takes the rest
 CLAIM_LEASE = 60.0  # seconds a claimed subscription stays claimed if its tick dies
 RECHECK = 15.0  # seconds before a /watch whose answer was not fresh is looked at again
 
@@ -54,72 +55,132 @@ return due
 
 @app.task(name="subscriptions_tick", ignore_result=True)
 def subscriptions_tick() -> int:
-    """Handle the subscriptions due now; returns how many."""
+    """Handle the subscriptions due now, TICK_BATCH at a time for at most TICK_BUDGET seconds
+    (the next tick takes the rest); returns how many were handled."""
     client = worker_redis()
-    now = time.time()
-    lease = int((now + CLAIM_LEASE) * 1000)
-    claimed = client.eval(CLAIM, 1, keys.SUBSCRIPTIONS_DUE, int(now * 1000), lease, TICK_BATCH)
-    if not claimed:
-        return 0
-    pipe = client.pipeline(transaction=False)
-    for sub_id in claimed:
-        pipe.hgetall(keys.subscription(sub_id.decode()))
-    batch: list[dict[str, Any]] = []  # answers already fresh: sent together
-    for raw_id, raw in zip(claimed, pipe.execute(), strict=True):
-        sub_id = raw_id.decode()
-        sub = {k.decode(): v.decode() for k, v in raw.items()}
-        if not sub:
-            client.zrem(keys.SUBSCRIPTIONS_DUE, sub_id)  # removed meanwhile
-            continue
-        try:
-            _handle(client, sub_id, sub, now, batch)
-        except Exception:  # one broken subscription must not stop the others
-            log.exception("subscription %s could not be handled", sub_id)
-            _due(client, sub_id, now + get_settings().WATCH_INTERVAL)
-    for start in range(0, len(batch), 50):
-        deliver_batch.delay(batch[start : start + 50])
-    return len(claimed)
+    handled, started = 0, time.monotonic()
+    while time.monotonic() - started < TICK_BUDGET:
+        now = time.time()
+        lease = int((now + CLAIM_LEASE) * 1000)
+        claimed = [
+            c.decode()
+            for c in client.eval(CLAIM, 1, keys.SUBSCRIPTIONS_DUE, int(now * 1000), lease, TICK_BATCH)
+        ]
+        if claimed:
+            _Tick(client, now).run(claimed)
+        handled += len(claimed)
+        if len(claimed) < TICK_BATCH:
+            break
+    return handled
 
 
-def _handle(client: Any, sub_id: str, sub: dict[str, str], now: float, batch: list[dict[str, Any]]) -> None:
-    command = registry.get(sub["command"])
-    if command is None or not command.is_lookup or not sub.get("state", "").startswith("active"):
-        client.zrem(keys.SUBSCRIPTIONS_DUE, sub_id)  # paused, or the command is gone
-        return
-    try:
-        params = command.run_parser(sub["args"])
-    except UsageError:
-        client.zrem(keys.SUBSCRIPTIONS_DUE, sub_id)
-        return
-    cache_key = command.cache_key(params)
-    request = _request(sub_id, sub, now)
-    raw = client.get(cache_key)
-    fresh_until, entry = cache.decode(raw) if isinstance(raw, bytes) else (0.0, None)
-    fresh = entry is not None and now < fresh_until
-    if sub["kind"] == "daily":
-        if fresh and entry is not None:
-            batch.append(result(request.to_dict(), Reply(entry["text"], entry.get("kind", "answer"))))
-        else:
-            _ask(client, cache_key, request, params, reply=True)
-        _due(client, sub_id, next_daily(sub["at"], sub["tz"], now))
-        return
-    # A watch: the number in a fresh answer against the threshold; else refresh the answer.
-    if not fresh or entry is None:
-        _ask(client, cache_key, request, params, reply=False)
-        _due(client, sub_id, now + RECHECK)
-        return
-    value = _watched(entry["text"], command.watch)
-    if value is not None:
-        side = "above" if value > Decimal(sub["value"]) else "below"
-        if side == sub["side"] and sub.get("last") != side:  # crossed (or so at the first check)
-            alert: Message = [
-                t("{what} is now {side} {value}:", what=f"/{sub['command']} {sub['args']}",
-                  side=t(side), value=number(Decimal(sub["value"]))),
-                entry["text"],
-            ]  # fmt: skip
-            batch.append(result(request.to_dict(), Reply(alert, "alert")))
-        client.hset(keys.subscription(sub_id), "last", side)
-    _due(client, sub_id, now + get_settings().WATCH_INTERVAL)
+class _Tick:
+    """One batch of due subscriptions, in a few round trips whatever its size: their hashes
+    in one, the cached answers of their distinct lookups in one, the in-flight markers of those
+    not fresh in one, every write in one."""
+
+    def __init__(self, client: Any, now: float):
+        self.client, self.now = client, now
+        self.writes = client.pipeline(transaction=False)
+        self.notes: list[dict[str, Any]] = []  # notifications whose answer is at hand
+
+    def run(self, ids: list[str]) -> None:
+        read = self.client.pipeline(transaction=False)
+        for sub_id in ids:
+            read.hgetall(keys.subscription(sub_id))
+        due: list[tuple[str, dict[str, str], registry.Command, dict[str, Any], str]] = []
+        for sub_id, raw in zip(ids, read.execute(), strict=True):
+            sub = {k.decode(): v.decode() for k, v in raw.items()}
+            command = registry.get(sub.get("command", ""))
+            try:
+                if not sub.get("state", "").startswith("active") or command is None or not command.is_lookup:
+                    raise UsageError("gone")
+                params = command.run_parser(sub["args"])
+            except (UsageError, KeyError):  # removed meanwhile, paused, or no longer a lookup
+                self.writes.zrem(keys.SUBSCRIPTIONS_DUE, sub_id)
+                continue
+            due.append((sub_id, sub, command, params, command.cache_key(params)))
+        distinct = sorted({cache_key for *_, cache_key in due})
+        read = self.client.pipeline(transaction=False)
+        for cache_key in distinct:
+            read.get(cache_key)
+        entries = {}
+        for cache_key, raw in zip(distinct, read.execute(), strict=True):
+            fresh_until, entry = cache.decode(raw) if isinstance(raw, bytes) else (0.0, None)
+            entries[cache_key] = entry if entry is not None and self.now < fresh_until else None
+        missing: dict[str, list[tuple[Request, dict[str, Any], bool]]] = {}
+        for sub_id, sub, command, params, cache_key in due:
+            try:
+                self._one(sub_id, sub, command, params, cache_key, entries[cache_key], missing)
+            except Exception:  # one broken subscription must not stop the others
+                log.exception("subscription %s could not be handled", sub_id)
+                self._due(sub_id, self.now + get_settings().WATCH_INTERVAL)
+        self._ask(missing)
+        self.writes.execute()
+        for start in range(0, len(self.notes), FAN_OUT_CHUNK):
+            deliver_batch.delay(self.notes[start : start + FAN_OUT_CHUNK])
+
+    def _one(
+        self,
+        sub_id: str,
+        sub: dict[str, str],
+        command: registry.Command,
+        params: dict[str, Any],
+        cache_key: str,
+        entry: dict[str, Any] | None,
+        missing: dict[str, list[tuple[Request, dict[str, Any], bool]]],
+    ) -> None:
+        request = _request(sub_id, sub, self.now)
+        if sub["kind"] == "daily":
+            if entry is not None:
+                self.notes.append(
+                    result(request.to_dict(), Reply(entry["text"], entry.get("kind", "answer")))
+                )
+            else:
+                missing.setdefault(cache_key, []).append((request, params, True))
+            self._due(sub_id, next_daily(sub["at"], sub["tz"], self.now))
+            return
+        # A watch: the number in a fresh answer against the threshold; else refresh the answer.
+        if entry is None:
+            missing.setdefault(cache_key, []).append((request, params, False))
+            self._due(sub_id, self.now + RECHECK)
+            return
+        value = _watched(entry["text"], command.watch)
+        if value is not None:
+            side = "above" if value > Decimal(sub["value"]) else "below"
+            if side == sub["side"] and sub.get("last") != side:  # crossed (or so at the first check)
+                alert: Message = [
+                    t("{what} is now {side} {value}:", what=f"/{sub['command']} {sub['args']}",
+                      side=t(side), value=number(Decimal(sub["value"]))),
+                    entry["text"],
+                ]  # fmt: skip
+                self.notes.append(result(request.to_dict(), Reply(alert, "alert")))
+            self.writes.hset(keys.subscription(sub_id), "last", side)
+        self._due(sub_id, self.now + get_settings().WATCH_INTERVAL)
+
+    def _ask(self, missing: dict[str, list[tuple[Request, dict[str, Any], bool]]]) -> None:
+        """One lookup per distinct cache key not fresh, as the gate does for messages: lead
+        it where nobody does yet; everyone owed an answer waits in its waiters list."""
+        ttl = get_settings().COALESCE_TTL
+        marks = self.client.pipeline(transaction=False)
+        for cache_key in missing:
+            marks.set(keys.inflight(cache_key), "1", nx=True, ex=ttl)
+        for (cache_key, asking), leads in zip(missing.items(), marks.execute(), strict=True):
+            owed = [(request, params) for request, params, reply in asking if reply]
+            if leads and owed:  # the first owed an answer leads; the lookup answers the rest
+                request, params = owed.pop(0)
+                chain(lookup.s(request.to_dict(), params), deliver.s()).apply_async()
+            elif leads:  # only watches: a refresh fills the cache for their next look
+                lookup.apply_async((asking[0][0].to_dict(), asking[0][1]), {"refresh": True})
+            for request, _ in owed:
+                self.writes.rpush(keys.waiters(cache_key), json.dumps(request.to_dict()))
+            if owed:
+                self.writes.expire(keys.waiters(cache_key), ttl)
+
+    def _due(self, sub_id: str, when: float) -> None:
+        """Next due at `when` (the time also names its next notification)."""
+        self.writes.zadd(keys.SUBSCRIPTIONS_DUE, {sub_id: int(when * 1000)}, xx=True)
+        self.writes.hset(keys.subscription(sub_id), "due", str(int(when * 1000)))
 
 
 def _request(sub_id: str, sub: dict[str, str], now: float) -> Request:
@@ -136,29 +197,6 @@ def _request(sub_id: str, sub: dict[str, str], now: float) -> Request:
         meta={**json.loads(sub.get("meta") or "{}"), "subscription": sub_id},
         received_at=now,
     )
-
-
-def _ask(client: Any, cache_key: str, request: Request, params: dict[str, Any], reply: bool) -> None:
-    """One lookup per distinct cache key: lead it, or (with a reply owed) wait behind the one
-    in flight, as the gate does for messages."""
-    if client.set(keys.inflight(cache_key), "1", nx=True, ex=get_settings().COALESCE_TTL):
-        if reply:
-            chain(lookup.s(request.to_dict(), params), deliver.s()).apply_async()
-        else:
-            lookup.apply_async((request.to_dict(), params), {"refresh": True})
-    elif reply:
-        pipe = client.pipeline(transaction=False)
-        pipe.rpush(keys.waiters(cache_key), json.dumps(request.to_dict()))
-        pipe.expire(keys.waiters(cache_key), get_settings().COALESCE_TTL)
-        pipe.execute()
-
-
-def _due(client: Any, sub_id: str, when: float) -> None:
-    """Next due at `when` (the time also names its next notification)."""
-    pipe = client.pipeline(transaction=True)
-    pipe.zadd(keys.SUBSCRIPTIONS_DUE, {sub_id: int(when * 1000)}, xx=True)
-    pipe.hset(keys.subscription(sub_id), "due", str(int(when * 1000)))
-    pipe.execute()
 
 
 def _watched(text: Any, argument: str) -> Decimal | None:
