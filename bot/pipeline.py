@@ -42,9 +42,9 @@ EXPIRED = t("This button has expired: send the command again.")
 @functools.lru_cache(maxsize=1024)
 def _shown(entry: str, language: str, page: int, cache_key: str) -> Reply:
     """A cached answer (the entry's JSON) as `language` reads it: that page of it, with its
-    buttons. Rendering with CLDR formats costs ~0.13 ms, a sixth of a
-    whole cache hit (bench/telegram_hits.py): a process renders each entry once a language,
-    and hits of it share the (frozen) reply."""
+    buttons. Rendering with CLDR formats costs ~0.13 ms, a sixth of a whole cache hit
+    (bench/telegram_hits.py): a process renders each entry once a language, and the hits of it
+    share the (frozen) reply."""
     cached = json.loads(entry)
     text = cached["text"]
     pages = i18n.page_count(text)
@@ -183,7 +183,7 @@ class Pipeline:
         outbound: tuple[Bucket, ...],
     ) -> Outcome:
         try:
-            request, parsed, decision = await self._decide(request, outbound)
+            parsed, decision = await self._decide(request, outbound)
         except (redis.exceptions.RedisError, OSError) as exc:
             # redis-py 8's repr of an error leaves out Redis' message: log both.
             log.error("%s: gate unavailable: %r (%s)", request.request_id, exc, exc)
@@ -206,9 +206,7 @@ class Pipeline:
             return Outcome(None, decision=outcome.decision)
         return outcome
 
-    async def _decide(
-        self, request: Request, outbound: tuple[Bucket, ...]
-    ) -> tuple[Request, Parsed, Decision]:
+    async def _decide(self, request: Request, outbound: tuple[Bucket, ...]) -> tuple[Parsed, Decision]:
         """Parse the command, then one gate round trip (even a bad command passes the gate: a
         flood of garbage is limited like any other)."""
         is_admin = request.user_key in self.admins
@@ -238,7 +236,7 @@ class Pipeline:
         decision = await self.gate.check(request, cache_key, is_admin, breaker, outbound)
         if decision.override_ignored:
             log.warning("%s: an unusable limit override in Redis was ignored", request.request_id)
-        return request, Parsed(command, params, problem, cache_key), decision
+        return Parsed(command, params, problem, cache_key), decision
 
     async def _answer(
         self,
