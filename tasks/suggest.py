@@ -28,6 +28,12 @@ def suggest(source_name: str, typed: str) -> None:
     if source is None:
         return
     key = keys.suggestions(source_name, typed)
+    # Claim the fetch the bot asked for ("1" -> "fetching"): a second copy of this task (a
+    # publish retried after a lost reply enqueues a message twice) finds it claimed, or done,
+    # and does not ask the upstream again.
+    claimed = worker_redis().set(keys.suggestions_pending(key), "fetching", xx=True, get=True, keepttl=True)
+    if claimed != b"1":
+        return
     try:
         found = source.fetch(typed, upstream())
         # A per-query source's list is what Discord shows; a whole list is filtered later.
