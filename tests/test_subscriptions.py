@@ -75,6 +75,7 @@ def test_bad_subscriptions_are_explained(make_chat: Callable[..., Chat]) -> None
         "/daily weather Paris at 25:00": "'25:00' is not a time such as 07:30.",
         "/timezone Mars/Olympus_Mons": "'Mars/Olympus_Mons' is not a time zone such as Europe/Berlin or UTC.",
         "/unsubscribe 999": "You have no subscription #999. /subscriptions lists yours.",
+        "/unsubscribe ²": "Name a subscription by its number (see /subscriptions), or all.",  # fuzzer's find
     }
     chat = make_chat()
     for n, (typed, expected) in enumerate(cases.items()):

@@ -33,8 +33,11 @@ from bot.core.request import Request
 from config import get_settings
 
 SIDES = ("above", "below")
-_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_NUMBER = re.compile(r"^-?\d{1,12}(?:[.,]\d{1,6})?$")
+# ASCII digits only: str.isdigit() and \d also take "²" or "٣", which int() and Decimal() refuse
+# or read in ways nobody typing a number meant.
+_TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+_NUMBER = re.compile(r"^-?[0-9]{1,12}(?:[.,][0-9]{1,6})?$")
+_ID = re.compile(r"^#?([0-9]{1,12})$")
 DEFAULT_ZONE = "UTC"
 
 
@@ -113,9 +116,10 @@ def parse_id(args: str) -> Params:
     word = args.strip().lower()
     if word == "all":
         return {"id": "all"}
-    if not word.lstrip("#").isdigit() or len(word) > 12:
+    found = _ID.match(word)
+    if found is None:
         raise UsageError(t("Name a subscription by its number (see /subscriptions), or all."))
-    return {"id": str(int(word.lstrip("#")))}
+    return {"id": str(int(found[1]))}
 
 
 def next_daily(at: str, zone: str, now: float) -> float:
