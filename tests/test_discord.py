@@ -290,8 +290,9 @@ def test_refresh_button_updates_the_message_in_place(
     assert deferred.t - press.dispatched_at < INTERACTION_DEADLINE
     assert upstreams.count("fx") == 1
 
-    key = keys.cache_key_of(button["custom_id"])
-    assert key is not None
+    pressed = keys.pressed(button["custom_id"])
+    assert pressed is not None
+    key = pressed[0]  # (cache key, page)
     fresh_until, entry = cache.decode(redis_client.get(key))
     entry["at"] -= 3600  # an hour old: pressing looks it up again
     redis_client.set(key, f"{int(fresh_until * 1000)}:{json.dumps(entry)}", keepttl=True)

@@ -369,8 +369,9 @@ def test_refresh_shows_a_young_answer_and_looks_an_older_one_up_again_editing_it
     assert _press(telegram, chat, answer, button["callback_data"]) == "Up to date."
     assert upstreams.count("fx") == 1, "younger than REFRESH_FLOOR: shown as it is"
 
-    key = keys.cache_key_of(button["callback_data"])
-    assert key is not None
+    pressed = keys.pressed(button["callback_data"])
+    assert pressed is not None
+    key = pressed[0]  # (cache key, page)
     fresh_until, entry = cache.decode(redis_client.get(key))
     entry["at"] -= 3600  # the answer is an hour old now
     redis_client.set(key, f"{int(fresh_until * 1000)}:{json.dumps(entry)}", keepttl=True)

@@ -1,4 +1,4 @@
-"""Commands about the asker's own settings, kept in Redis (`keys.prefs`): `/lang`.
+"""Commands about the asker's own settings, kept in Redis (`keys.prefs`): `/lang`, `/timezone`.
 
 The gate reads the settings hash with every message (gate.lua), so a choice made here holds
 for the very next answer, from every bot process and worker.
@@ -6,6 +6,8 @@ for the very next answer, from every bot process and worker.
 
 from __future__ import annotations
 
+import re
+import zoneinfo
 from typing import Any
 
 from bot.commands.registry import Option, Params, UsageError, personal
@@ -14,6 +16,7 @@ from bot.core.i18n import N_, Message, t
 from bot.core.request import Request
 
 AUTO = "auto"
+DEFAULT_ZONE = "UTC"
 
 
 def _names() -> str:
@@ -73,3 +76,46 @@ async def lang(redis: Any, request: Request, params: Params) -> Message:
     await redis.hset(key, keys.LANG_FIELD, language)
     # In the language just chosen: the gate read the old choice for this message.
     return i18n.render(t("From now on I answer in {name}.", name=i18n.NAMES[language]), language)
+
+
+def parse_zone(args: str) -> Params:
+    words = args.split()
+    if not words:
+        return {"zone": ""}
+    if len(words) > 1 or not _zone(words[0]):
+        raise UsageError(
+            t("{zone} is not a time zone such as Europe/Berlin or UTC.", zone=repr(args.strip()[:40]))
+        )
+    return {"zone": _zone(words[0])}
+
+
+def _zone(name: str) -> str:
+    """The IANA zone's canonical spelling, or "" when there is no such zone."""
+    if len(name) > 64 or not re.match(r"^[A-Za-z0-9_+\-/]+$", name):
+        return ""
+    for candidate in (name, "/".join(part[:1].upper() + part[1:] for part in name.split("/")), name.upper()):
+        try:
+            return str(zoneinfo.ZoneInfo(candidate))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            continue
+    return ""
+
+
+async def zone_of(redis: Any, request: Request) -> str:
+    """The asker's /timezone, UTC until they set one."""
+    zone = await redis.hget(keys.prefs(request.user_key), keys.TIMEZONE_FIELD)
+    return zone.decode() if isinstance(zone, bytes) else zone or DEFAULT_ZONE
+
+
+@personal(
+    "timezone",
+    help=N_("your time zone for /daily, e.g. Europe/Berlin"),
+    usage="/timezone [ZONE]",
+    parse=parse_zone,
+    options=(Option("zone", N_("an IANA time zone, e.g. Europe/Berlin"), required=False),),
+)
+async def timezone(redis: Any, request: Request, params: Params) -> Message:
+    if not params["zone"]:
+        return t("Your time zone is {zone}.", zone=await zone_of(redis, request))
+    await redis.hset(keys.prefs(request.user_key), keys.TIMEZONE_FIELD, params["zone"])
+    return t("Your time zone is now {zone}. New /daily subscriptions use it.", zone=params["zone"])

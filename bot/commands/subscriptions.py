@@ -1,5 +1,6 @@
-"""/watch, /daily, /timezone, /subscriptions, /unsubscribe: a user's standing lookups, kept
-in Redis (keys.subscription, keys.subscriptions_of, keys.SUBSCRIPTIONS_DUE).
+"""/watch, /daily, /subscriptions, /unsubscribe: a user's standing lookups, kept in Redis
+(keys.subscription, keys.subscriptions_of, keys.SUBSCRIPTIONS_DUE); /daily times are in the
+user's /timezone (bot/commands/preferences.py).
 
 A subscription is one hash:
   user, platform, chat, meta   who is told, where (meta: what that platform needs to post)
@@ -26,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.commands import registry
+from bot.commands.preferences import zone_of
 from bot.commands.registry import Option, Params, UsageError, personal
 from bot.core import keys
 from bot.core.i18n import N_, Message, number, t, tn
@@ -38,7 +40,6 @@ SIDES = ("above", "below")
 _TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 _NUMBER = re.compile(r"^-?[0-9]{1,12}(?:[.,][0-9]{1,6})?$")
 _ID = re.compile(r"^#?([0-9]{1,12})$")
-DEFAULT_ZONE = "UTC"
 
 
 def _watchable() -> str:
@@ -87,29 +88,6 @@ def parse_daily(args: str) -> Params:
     lookup_args = " ".join(middle)
     command.run_parser(lookup_args)
     return {"command": command.name, "args": lookup_args, "at": f"{int(clock[1]):02d}:{clock[2]}"}
-
-
-def parse_zone(args: str) -> Params:
-    words = args.split()
-    if not words:
-        return {"zone": ""}
-    if len(words) > 1 or not _zone(words[0]):
-        raise UsageError(
-            t("{zone} is not a time zone such as Europe/Berlin or UTC.", zone=repr(args.strip()[:40]))
-        )
-    return {"zone": _zone(words[0])}
-
-
-def _zone(name: str) -> str:
-    """The IANA zone's canonical spelling, or "" when there is no such zone."""
-    if len(name) > 64 or not re.match(r"^[A-Za-z0-9_+\-/]+$", name):
-        return ""
-    for candidate in (name, "/".join(part[:1].upper() + part[1:] for part in name.split("/")), name.upper()):
-        try:
-            return str(zoneinfo.ZoneInfo(candidate))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            continue
-    return ""
 
 
 def parse_id(args: str) -> Params:
@@ -176,11 +154,6 @@ async def _remove(redis: Any, user_key: str, ids: list[str]) -> None:
     await pipe.execute()
 
 
-async def _my_zone(redis: Any, request: Request) -> str:
-    zone = await redis.hget(keys.prefs(request.user_key), keys.TIMEZONE_FIELD)
-    return zone.decode() if isinstance(zone, bytes) else zone or DEFAULT_ZONE
-
-
 @personal(
     "watch",
     help=N_("tell me when a number crosses a threshold, e.g. fx 100 USD EUR above 95"),
@@ -211,7 +184,7 @@ async def watch(redis: Any, request: Request, params: Params) -> Message:
     options=(Option("what", N_("e.g. weather Paris at 07:30")),),
 )
 async def daily(redis: Any, request: Request, params: Params) -> Message:
-    zone = await _my_zone(redis, request)
+    zone = await zone_of(redis, request)
     fields = {
         "kind": "daily",
         "command": params["command"],
@@ -229,20 +202,6 @@ async def daily(redis: Any, request: Request, params: Params) -> Message:
         what=f"{params['command']} {params['args']}".strip(),
         id=created,
     )
-
-
-@personal(
-    "timezone",
-    help=N_("your time zone for /daily, e.g. Europe/Berlin"),
-    usage="/timezone [ZONE]",
-    parse=parse_zone,
-    options=(Option("zone", N_("an IANA time zone, e.g. Europe/Berlin"), required=False),),
-)
-async def timezone(redis: Any, request: Request, params: Params) -> Message:
-    if not params["zone"]:
-        return t("Your time zone is {zone}.", zone=await _my_zone(redis, request))
-    await redis.hset(keys.prefs(request.user_key), keys.TIMEZONE_FIELD, params["zone"])
-    return t("Your time zone is now {zone}. New /daily subscriptions use it.", zone=params["zone"])
 
 
 @personal(

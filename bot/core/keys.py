@@ -124,12 +124,6 @@ def pressed(data: str) -> tuple[str, int] | None:
     return (cache(match[2], match[3]), int(match[1] or 0)) if match else None
 
 
-def cache_key_of(data: str) -> str | None:
-    """The cache key a button press names, or None for anything we did not write."""
-    found = pressed(data)
-    return found[0] if found else None
-
-
 def inflight(cache_key: str) -> str:
     """Set while a lookup for this cache key runs: identical requests wait instead."""
     return f"inflight:{cache_key}"

@@ -51,7 +51,7 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
         part_url = url
         if index == 0 and request.meta.get("edit_message_id"):  # Refresh: the answer in place
             params["message_id"] = request.meta["edit_message_id"]
-            part_url = url.removesuffix("sendMessage") + "editMessageText"
+            part_url = f"{settings.TELEGRAM_API_URL}/bot{token}/editMessageText"
         elif index == 0 and request.meta.get("message_id"):
             params["reply_parameters"] = json.dumps(reply_parameters(request.meta["message_id"]))
         if index == len(parts) - 1 and reply.buttons:
