@@ -52,6 +52,32 @@ end
 return due
 """
 
+# One distinct lookup of a batch, atomic against the lookup's landing (tasks/landing.py caches
+# the answer, drains the waiters and drops the marker in one transaction). KEYS: the cache
+# entry, its in-flight marker, its waiters; ARGV: now (ms), the marker's TTL, then the
+# requests owed an answer (JSON). Returns 2 when the entry is fresh by now (answer from it),
+# 1 when this batch leads the lookup (marker set; everyone owed but the first waits), 0 when
+# one is in flight already (everyone owed waits).
+JOIN = """
+local entry = redis.call('GET', KEYS[1])
+if entry then
+  local fresh_until = tonumber(string.match(entry, '^([0-9]+):'))
+  if fresh_until and fresh_until > tonumber(ARGV[1]) then
+    return 2
+  end
+end
+local leads = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2])
+local first = leads and 4 or 3
+for i = first, #ARGV do
+  redis.call('RPUSH', KEYS[3], ARGV[i])
+end
+if #ARGV >= first then
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+return leads and 1 or 0
+"""
+JOINED_LEADS, JOINED_FRESH = 1, 2
+
 
 @app.task(name="subscriptions_tick", ignore_result=True)
 def subscriptions_tick() -> int:
@@ -160,22 +186,37 @@ class _Tick:
 
     def _ask(self, missing: dict[str, list[tuple[Request, dict[str, Any], bool]]]) -> None:
         """One lookup per distinct cache key not fresh, as the gate does for messages: lead
-        it where nobody does yet; everyone owed an answer waits in its waiters list."""
-        ttl = get_settings().COALESCE_TTL
-        marks = self.client.pipeline(transaction=False)
-        for cache_key in missing:
-            marks.set(keys.inflight(cache_key), "1", nx=True, ex=ttl)
-        for (cache_key, asking), leads in zip(missing.items(), marks.execute(), strict=True):
-            owed = [(request, params) for request, params, reply in asking if reply]
-            if leads and owed:  # the first owed an answer leads; the lookup answers the rest
-                request, params = owed.pop(0)
+        it where nobody does yet; everyone owed an answer waits in its waiters list — joined
+        atomically (JOIN), and before the lookup is published, so that a lookup landing at
+        any moment answers them all."""
+        join = self.client.register_script(JOIN)
+        joins = self.client.pipeline(transaction=False)
+        now_ms, ttl = int(time.time() * 1000), get_settings().COALESCE_TTL
+        owed: dict[str, list[tuple[Request, dict[str, Any]]]] = {}
+        for cache_key, asking in missing.items():
+            owed[cache_key] = [(request, params) for request, params, reply in asking if reply]
+            waiting = [json.dumps(request.to_dict()) for request, _ in owed[cache_key]]
+            keys_ = [cache_key, keys.inflight(cache_key), keys.waiters(cache_key)]
+            join(keys=keys_, args=[now_ms, ttl, *waiting], client=joins)
+        landed = []
+        for (cache_key, asking), joined in zip(missing.items(), joins.execute(), strict=True):
+            if joined == JOINED_FRESH:  # landed since this batch read the cache
+                landed.append(cache_key)
+            elif joined == JOINED_LEADS and owed[cache_key]:  # the first owed leads; it answers the rest
+                request, params = owed[cache_key][0]
                 chain(lookup.s(request.to_dict(), params), deliver.s()).apply_async()
-            elif leads:  # only watches: a refresh fills the cache for their next look
+            elif joined == JOINED_LEADS:  # only watches: a refresh fills the cache for their next look
                 lookup.apply_async((asking[0][0].to_dict(), asking[0][1]), {"refresh": True})
-            for request, _ in owed:
-                self.writes.rpush(keys.waiters(cache_key), json.dumps(request.to_dict()))
-            if owed:
-                self.writes.expire(keys.waiters(cache_key), ttl)
+        if landed:
+            read = self.client.pipeline(transaction=False)
+            for cache_key in landed:
+                read.get(cache_key)
+            for cache_key, raw in zip(landed, read.execute(), strict=True):
+                _, entry = cache.decode(raw)
+                for request, _ in owed[cache_key]:
+                    self.notes.append(
+                        result(request.to_dict(), Reply(entry["text"], entry.get("kind", "answer")))
+                    )
 
     def _due(self, sub_id: str, when: float) -> None:
         """Next due at `when` (the time also names its next notification)."""

@@ -122,6 +122,42 @@ def test_daily_answers_arrive_when_due_from_one_upstream_call(
     first.assert_no_reply(within=1.0)
 
 
+def test_lookups_landing_while_the_tick_runs_answer_everyone_waiting(
+    redis_client: Any, upstreams: Any, worker: Any
+) -> None:
+    """A batch of 100 lookups, two subscribers each, which the upstream answers at once: the
+    first land while the tick is still publishing the others. Everyone is answered, once,
+    from one upstream call per lookup. (The tick once queued the waiters after publishing
+    the lookups: a lookup that landed first left its waiters unanswered for good.)"""
+    import asyncio
+
+    from bot.commands.subscriptions import daily, parse_daily
+    from bot.core.request import Request
+    from bot.main import make_redis
+    from config import get_settings
+    from tasks.subscriptions import subscriptions_tick
+
+    chats = [f"tick-{n}-{time.time_ns()}" for n in range(200)]
+
+    async def subscribe() -> None:  # as /daily does for each of them
+        client = make_redis(get_settings())
+        for n, chat in enumerate(chats):
+            request = Request("console", chat, chat, f"r-{chat}", "daily", "", {})
+            await daily(client, request, parse_daily(f"fx {1 + n % 100} EUR CHF at 06:00"))
+        await client.aclose()
+
+    asyncio.run(subscribe())
+    _due_now(redis_client, *redis_client.zrange(keys.SUBSCRIPTIONS_DUE, 0, -1))
+    assert subscriptions_tick() == 200
+
+    def answered() -> int:
+        return sum(1 for chat in chats if redis_client.llen(keys.console_replies(chat)))
+
+    assert wait_until(lambda: answered() == 200, timeout=20)
+    assert [redis_client.llen(keys.console_replies(chat)) for chat in chats] == [1] * 200
+    assert upstreams.count("fx") == 100
+
+
 def test_a_watch_alerts_once_per_crossing(
     make_chat: Callable[..., Chat], redis_client: Any, upstreams: Any
 ) -> None:
