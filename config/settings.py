@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     TELEGRAM_CHAT_RATE: str = Field("1/second", description="outbound messages per chat")
     TELEGRAM_CHAT_BURST: int = Field(3, ge=1, description="short bursts tolerated per chat")
     TELEGRAM_GROUP_RATE: str = Field("20/minute", description="outbound messages per group")
+    TELEGRAM_PAID_BROADCAST_RATE: str = Field(
+        "", description="subscription notifications as paid broadcasts (Stars), e.g. 1000/second; empty: off"
+    )
 
     # --- Discord -----------------------------------------------------------------------
     DISCORD_TOKEN: SecretStr = Field(SecretStr(""), description="bot token; empty: off")
@@ -216,6 +219,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
+        return value
+
+    @field_validator("TELEGRAM_PAID_BROADCAST_RATE")
+    @classmethod
+    def _check_optional_rate(cls, value: str) -> str:
+        if value:
+            parse_rate(value)
         return value
 
     @field_validator("LOG_LEVEL")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import redis
@@ -25,12 +26,13 @@ from config import get_settings
 from tasks import leases
 from tasks.app import app
 from tasks.failures import backoff
-from tasks.records import dead_letter, result, unpack
+from tasks.records import dead_letter, notified, result, unpack
 from tasks.runtime import worker_redis
 
 log = logging.getLogger(__name__)
 
 FAN_OUT_CHUNK = 50
+PAUSING = ("blocked", "gone")  # refusals that pause a subscription (bot/core/delivery.py)
 # What a sender raises when trying again later may help: the platform's back-pressure or an
 # outage (RetryLater), Redis, the network (requests' connection errors are OSErrors).
 RETRYABLE = (RetryLater, redis.RedisError, OSError)
@@ -41,12 +43,17 @@ def _reason(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
 
 
-def language_of(req: Request) -> str:
-    """The language to answer in: the user's /lang choice as of now (it may have changed
+def languages_of(requests: list[Request]) -> list[str]:
+    """The language to answer each in: the user's /lang choice as of now (it may have changed
     while the lookup ran, and requests coalesced behind a lookup were stored before the gate
-    read it), else the platform's."""
-    chosen = worker_redis().hget(keys.prefs(req.user_key), keys.LANG_FIELD)
-    return i18n.choose(chosen.decode() if isinstance(chosen, bytes) else chosen, req.locale)
+    read it), else the platform's. One round trip for a whole batch."""
+    pipe = worker_redis().pipeline(transaction=False)
+    for req in requests:
+        pipe.hget(keys.prefs(req.user_key), keys.LANG_FIELD)
+    return [
+        i18n.choose(chosen.decode() if isinstance(chosen, bytes) else chosen, req.locale)
+        for req, chosen in zip(requests, pipe.execute(), strict=True)
+    ]
 
 
 def answer_key(req: Request) -> str | None:
@@ -63,28 +70,29 @@ def answer_key(req: Request) -> str | None:
         return None
 
 
-def send(req: Request, reply: Reply) -> None:
-    """Send a reply now, in the reader's language. A platform's final refusal (the user
-    blocked the bot) is logged and counted here; what may go later (RETRYABLE) is raised for
-    the caller to schedule."""
+def send(req: Request, reply: Reply, language: str | None = None) -> bool:
+    """Send a reply now, in the reader's language (`language`: already looked up). A
+    platform's final refusal (the user blocked the bot) is logged and counted here; what may
+    go later (RETRYABLE) is raised for the caller to schedule. True when it was sent."""
     try:
         reply = reply.with_buttons(answer_key(req))
         if not isinstance(reply.text, str) or reply.buttons:
-            reply = reply.rendered(language_of(req))
+            reply = reply.rendered(language or languages_of([req])[0])
         sender_for(req.platform)(worker_redis(), req, reply)
     except Undeliverable as exc:
         log.warning("%s: not deliverable on %s: %s", req.request_id, req.platform, exc)
         metrics.DELIVERIES.labels(req.platform, "undeliverable").inc()
-        if req.meta.get("subscription"):  # a chat that refuses the bot gets no more ticks
+        if req.meta.get("subscription") and exc.why in PAUSING:  # no more ticks for that chat
             pipe = worker_redis().pipeline(transaction=True)
-            pipe.hset(keys.subscription(req.meta["subscription"]), "state", "paused:blocked")
+            pipe.hset(keys.subscription(req.meta["subscription"]), "state", f"paused:{exc.why}")
             pipe.zrem(keys.SUBSCRIPTIONS_DUE, req.meta["subscription"])
             pipe.execute()
-        return
+        return False
     log.info("%s: reply delivered on %s", req.request_id, req.platform)
     metrics.DELIVERIES.labels(req.platform, "sent").inc()
     if req.received_at:
         metrics.REPLY_LATENCY.labels(req.platform, "worker").observe(max(0.0, time.time() - req.received_at))
+    return True
 
 
 def deliver_now(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +106,8 @@ def deliver_now(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
         return landed
     req, reply = unpack(landed)
     try:
-        send(req, reply)
+        if send(req, reply) and req.meta.get("subscription"):
+            notified(req.platform)
     except (*RETRYABLE, SoftTimeLimitExceeded) as exc:
         log.info("%s: sending left to the deliver task (%s)", req.request_id, _reason(exc))
         return landed
@@ -130,7 +139,8 @@ def deliver(self: Task, landed: dict[str, Any] | None) -> None:
     req, reply = unpack(landed)
     attempts = self.request.retries + 1
     try:
-        send(req, reply)
+        if send(req, reply) and req.meta.get("subscription"):
+            notified(req.platform)
     except RETRYABLE as exc:
         reason = _reason(exc)
         if self.request.retries < settings.DELIVER_MAX_RETRIES:
@@ -155,11 +165,17 @@ def deliver(self: Task, landed: dict[str, Any] | None) -> None:
 def deliver_batch(results: list[dict[str, Any]]) -> None:
     """The same reply to many coalesced requests; any that cannot go now get their own
     `deliver` task with its retries, so one slow chat holds up nobody else."""
-    for landed in results:
+    unpacked = [unpack(landed) for landed in results]
+    languages = languages_of([req for req, _ in unpacked])
+    told: Counter[str] = Counter()  # subscription notifications sent, per platform
+    for landed, (req, reply), language in zip(results, unpacked, languages, strict=True):
         try:
-            send(*unpack(landed))
+            if send(req, reply, language) and req.meta.get("subscription"):
+                told[req.platform] += 1
         except RETRYABLE:
             deliver.apply_async((landed,), countdown=get_settings().LOOKUP_RETRY_BACKOFF)
+    for platform, count in told.items():
+        notified(platform, count)
 
 
 def answer_waiters(waiting: list[dict[str, Any]], reply: Reply) -> None:

@@ -1,4 +1,5 @@
-"""What workers write down besides answers: the /stats counters of each lookup, dead letters,
+"""What workers write down besides answers: the /stats counters of each lookup and
+notification, dead letters,
 and the shape of a result (a request and its reply) as tasks hand it on."""
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def count(command: str, outcome: str, running: int = 0, pipe: Any = None) -> Non
         pipe.execute()
     except (redis.RedisError, SoftTimeLimitExceeded) as exc:  # never at the cost of the reply
         log.warning("could not count a lookup for /stats: %s", type(exc).__name__)
+
+
+def notified(platform: str, sent: int = 1) -> None:
+    """Subscription notifications sent, in this minute's /stats counters and the metric.
+    Best effort, like `count`."""
+    metrics.NOTIFICATIONS.labels(platform).inc(sent)
+    key = keys.stats(int(time.time() // 60))
+    pipe = worker_redis().pipeline(transaction=False)
+    pipe.hincrby(key, keys.NOTIFIED_STAT, sent)
+    pipe.expire(key, keys.STATS_TTL)
+    try:
+        pipe.execute()
+    except (redis.RedisError, SoftTimeLimitExceeded) as exc:
+        log.warning("could not count a notification for /stats: %s", type(exc).__name__)
 
 
 def dead_letter(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bot.commands import registry
+from bot.core import keys
 from tests.botprocess import BotProcess
 from tests.chat_discord import discord_bot
 from tests.chat_telegram import running
@@ -188,13 +190,18 @@ def test_every_admin_action_is_in_the_audit(admin: Chat, redis_client: Any) -> N
 
 
 def test_stats_and_health_report_what_they_see(admin: Chat, make_chat: Any, redis_client: Any) -> None:
+    from tasks.subscriptions import subscriptions_tick
+
     user = make_chat()
     user.send("/fx 4 USD GBP")
     user.reply()
     user.send("/fx 4 USD GBP")
     user.immediate_reply()
-    user.send("/daily fx 4 USD GBP at 08:00")  # a subscription, not due until 08:00
-    user.immediate_reply()
+    user.send("/daily fx 4 USD GBP at 08:00")  # a subscription, due at once here: notified
+    sub_id = re.search(r"\(#(\d+)\)", user.immediate_reply())[1]  # type: ignore[index]
+    redis_client.zadd(keys.SUBSCRIPTIONS_DUE, {sub_id: 0})
+    assert subscriptions_tick() == 1
+    assert user.reply() == "4.00 USD = 3.15 GBP (ECB rate of Nov 27, 2026)"
     # The worker counts a lookup for /stats after its reply is out (off the user's wait).
     wait_until(lambda: any(redis_client.hget(k, "lookup:fx:ok") for k in redis_client.keys("stats:*")))
     admin.send("/stats")
@@ -203,7 +210,10 @@ def test_stats_and_health_report_what_they_see(admin: Chat, make_chat: Any, redi
     assert "hit ratio 50% (1 hits, 1 misses)" in report
     assert "/fx: 1 lookups, error ratio 0%" in report
     assert "queue depth 0" in report
-    assert "subscriptions: 1 active, 0 due now, 0 s behind schedule" in report
+    assert (
+        "subscriptions: 1 active, 0 due now, 0 s behind schedule, "
+        "0.0 notifications/s over the last 5 min (1 sent)"
+    ) in report
     admin.send("/health")
     health = admin.immediate_reply()
     assert "Redis: ok" in health

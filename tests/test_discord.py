@@ -4,6 +4,7 @@ emulator; real workers edit the answers in."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -307,3 +308,20 @@ def test_refresh_button_updates_the_message_in_place(
     assert edit.body["components"] == shown.body["components"]
     chat.assert_no_reply()
     assert upstreams.count("fx") == 2
+
+
+def test_a_subscription_to_a_channel_that_is_gone_pauses(
+    chat: Any, discord_emulator: Any, redis_client: Any
+) -> None:
+    """A /daily whose channel was deleted (Discord's 404 Unknown Channel) pauses, and says so."""
+    from tasks.subscriptions import subscriptions_tick
+
+    chat.send("/daily fx 5 EUR USD at 09:00")
+    sub_id = re.search(r"\(#(\d+)\)", chat.reply())[1]  # type: ignore[index]
+    discord_emulator.delete_channel(chat.channel_id)
+    redis_client.zadd(keys.SUBSCRIPTIONS_DUE, {sub_id: 0})
+    assert subscriptions_tick() == 1
+    assert wait_until(lambda: redis_client.hget(keys.subscription(sub_id), "state") == "paused:gone", 10)
+    assert redis_client.zscore(keys.SUBSCRIPTIONS_DUE, sub_id) is None, "no more ticks for it"
+    chat.send("/subscriptions")
+    assert chat.reply().splitlines()[1] == f"#{sub_id} daily /fx 5 EUR USD at 09:00 (UTC) — paused: gone"

@@ -5,15 +5,22 @@ directly, as beat's task would run it) answering what is due."""
 from __future__ import annotations
 
 import datetime
+import os
 import re
+import signal
 import time
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+import redis
+from celery import Celery
+
 from bot.commands import registry
 from bot.core import keys
-from tests.conftest import Chat, wait_until
+from tests.conftest import Chat, Worker, amqp_url_or_skip, wait_until
+from tests.stacks import start_stack
 
 
 def _id(reply: str) -> str:
@@ -196,3 +203,61 @@ def test_lag_behind_schedule_is_measured_for_metrics(
     state = GaugeReader(get_settings(), [], lambda: "0")()
     assert (state["subscriptions"], state["subscriptions_due"]) == (1, 1)
     assert 89 <= state["subscriptions_lag"] < 120
+
+
+@pytest.mark.parametrize(("broker", "within"), [("redis", 30.0), ("rabbitmq", 20.0)])
+def test_a_worker_killed_mid_fan_out_leaves_nothing_unsent_and_sends_nothing_twice(
+    telegram: Any, make_tg_chat: Any, redis_server: Any, upstreams: Any, broker: str, within: float
+) -> None:
+    """Subscribers are being notified, at the (paid-broadcast) outbound limit, when the worker dies whole
+    (SIGKILL to its group) in the middle of a sendMessage. A replacement sends the rest: every
+    subscriber gets exactly one notification. The batch comes back on RabbitMQ at once (the
+    connection dropped), on Redis after BROKER_VISIBILITY_TIMEOUT (10 s here; 300 by
+    default); the senders' per-notification markers skip what was already sent."""
+    broker_url = f"{redis_server.url}/7" if broker == "redis" else amqp_url_or_skip()
+    app = redis.Redis.from_url(f"{redis_server.url}/5", decode_responses=True)
+    app.flushdb()
+    settings = {
+        "TELEGRAM_PAID_BROADCAST_RATE": "5/second",  # the fan-out of 20 takes ~4 s: time to die in it
+        "BROKER_VISIBILITY_TIMEOUT": "10",
+        "TASK_SOFT_TIME_LIMIT": "5",
+        "TASK_TIME_LIMIT": "8",
+        "LOOKUP_RETRY_BACKOFF_MAX": "4",
+    }
+    worker, bot = start_stack(f"{redis_server.url}/5", broker_url, telegram, **settings)
+    replacement = Worker(worker.env, name="replacement")
+    try:
+        chats = [make_tg_chat() for _ in range(20)]
+        for chat in chats:
+            chat.send("/daily fx 6 EUR USD at 07:00")
+        for chat in chats:
+            assert chat.reply().startswith("Every day at 07:00 (UTC): /fx 6 EUR USD")
+        subscribed: list[str] = app.zrange(keys.SUBSCRIPTIONS_DUE, 0, -1)  # type: ignore[assignment]
+        app.zadd(keys.SUBSCRIPTIONS_DUE, dict.fromkeys(subscribed, 0))  # all due now
+        beat = Celery(set_as_current=False)  # what beat does every SUBSCRIPTION_TICK
+        beat.conf.task_default_queue = worker.env["CELERY_QUEUE"]
+        with beat.connection_for_write(broker_url) as connection:  # not CELERY_BROKER_URL's
+            beat.send_task("subscriptions_tick", connection=connection)
+
+        def notified() -> int:
+            return sum(len(telegram.messages(chat.chat_id)) - 1 for chat in chats)
+
+        assert wait_until(lambda: notified() >= 5, timeout=20)
+        telegram.hang("sendMessage", 30)  # the next notification is in flight when it dies
+        assert wait_until(lambda: "sendMessage" not in telegram.hangs, timeout=10)
+        assert worker.process is not None
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+        assert notified() < len(chats), "the fan-out was over before the worker died"
+        replacement.start()
+        for chat in chats:
+            assert chat.reply(timeout=within) == "6.00 EUR = 6.52 USD (ECB rate of Nov 27, 2026)"
+        for chat in chats:
+            chat.assert_no_reply(within=0.1)
+            assert telegram.messages(chat.chat_id)[-1].params["allow_paid_broadcast"] == "true"
+        assert upstreams.count("fx") == 1, "one upstream call for everyone"
+    finally:
+        bot.stop()
+        replacement.stop()
+        worker.stop()
+        telegram.state.webhook_url = ""

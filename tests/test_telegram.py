@@ -223,6 +223,51 @@ def test_all_buckets_or_none_are_charged(redis_client: Any) -> None:
     assert redis_client.get("out:{telegram}:bot") is None, "a refused send charged another bucket"
 
 
+def test_paid_broadcasts_carry_notifications_on_their_own_lane(
+    make_tg_chat: Any, telegram: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TELEGRAM_PAID_BROADCAST_RATE on: a subscription's notification goes with
+    allow_paid_broadcast on its own per-bot lane, so a full 30/s lane does not hold it back;
+    an answer someone asked for never goes paid. Off (the default), no notification does."""
+    from bot.core.request import Reply, Request
+    from config import get_settings
+    from tasks.deliver import send
+
+    chat = make_tg_chat()
+
+    def paid_lane(rate: str) -> None:  # this process sends, as a worker would
+        monkeypatch.setenv("TELEGRAM_TOKEN", TOKEN)
+        monkeypatch.setenv("TELEGRAM_PAID_BROADCAST_RATE", rate)
+        get_settings.cache_clear()
+
+    def sent(n: int, **meta: str) -> dict[str, Any]:
+        request = Request(
+            "telegram", str(chat.chat_id), str(chat.chat_id), f"paid-{chat.chat_id}-{n}", "fx", "1 EUR USD",
+            {"chat_type": "private", **meta},
+        )  # fmt: skip
+        send(request, Reply(f"note {n}"))
+        return dict(telegram.messages(chat.chat_id)[-1].params)
+
+    seconds, micros = redis_client.time()
+    full_until = seconds * 1000 + micros // 1000 + 60_000  # the 30/s lane: a minute of backlog
+    redis_client.set(keys.outbound("telegram"), full_until, px=60_000)
+    try:
+        paid_lane("1000/second")
+        assert sent(1, subscription="7")["allow_paid_broadcast"] == "true"
+        with pytest.raises(RetryLater):
+            sent(2)  # an answer: the full 30/s lane
+        paid_lane("")  # off, the default
+        with pytest.raises(RetryLater):
+            sent(3, subscription="7")  # notifications share the 30/s
+        redis_client.delete(keys.outbound("telegram"))
+        assert "allow_paid_broadcast" not in sent(4, subscription="7")
+    finally:
+        redis_client.delete(keys.outbound("telegram"))
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert [m.text for m in telegram.messages(chat.chat_id)] == ["note 1", "note 4"]
+
+
 def test_a_german_user_reads_german_numbers_from_the_same_cache(
     make_tg_chat: Any, polling_bot: BotProcess, upstreams: Any
 ) -> None:
@@ -448,18 +493,20 @@ def test_presses_are_rate_limited_like_messages(
     assert notes[4].startswith("You are sending too fast. Please try again in")
 
 
-def test_a_subscription_to_a_chat_that_blocked_the_bot_pauses(
-    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, redis_client: Any
+@pytest.mark.parametrize(("status", "why"), [(403, "blocked"), (400, "gone")])
+def test_a_subscription_to_a_chat_that_refuses_the_bot_pauses(
+    make_tg_chat: Any, polling_bot: BotProcess, telegram: Any, redis_client: Any, status: int, why: str
 ) -> None:
+    """403: the user blocked the bot; 400 "chat not found": the chat was deleted or left."""
     from tasks.subscriptions import subscriptions_tick
 
     chat = make_tg_chat()
     chat.send("/daily fx 4 EUR USD at 09:00")
     sub_id = re.search(r"\(#(\d+)\)", chat.reply())[1]  # type: ignore[index]
-    telegram.fail("sendMessage", 403)  # the user blocked the bot since
+    telegram.fail("sendMessage", status)
     redis_client.zadd(keys.SUBSCRIPTIONS_DUE, {sub_id: 0})
     assert subscriptions_tick() == 1
-    assert wait_until(lambda: redis_client.hget(keys.subscription(sub_id), "state") == "paused:blocked", 10)
+    assert wait_until(lambda: redis_client.hget(keys.subscription(sub_id), "state") == f"paused:{why}", 10)
     assert redis_client.zscore(keys.SUBSCRIPTIONS_DUE, sub_id) is None, "no more ticks for it"
     chat.send("/subscriptions")
-    assert chat.reply().splitlines()[1] == f"#{sub_id} daily /fx 4 EUR USD at 09:00 (UTC) — paused: blocked"
+    assert chat.reply().splitlines()[1] == f"#{sub_id} daily /fx 4 EUR USD at 09:00 (UTC) — paused: {why}"

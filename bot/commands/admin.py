@@ -104,7 +104,7 @@ async def stats(ctx: AdminContext, params: Params) -> str:
     pipe.zcount(keys.SUBSCRIPTIONS_DUE, "-inf", now_ms)
     pipe.zrange(keys.SUBSCRIPTIONS_DUE, 0, 0, withscores=True)
     *minutes, dead, inflight, active, due, oldest = await pipe.execute()
-    lines = []
+    lines, notified = [], []
     for label, window in (("last 5 min", minutes[-5:]), ("last hour", minutes)):
         total: dict[str, int] = {}
         for counts in window:
@@ -115,6 +115,7 @@ async def stats(ctx: AdminContext, params: Params) -> str:
         for field, value in total.items():
             if (parsed := keys.parse_lookup_stat(field)) is not None:
                 lookups.setdefault(parsed[0], {})[parsed[1]] = value
+        notified.append(total.pop(keys.NOTIFIED_STAT, 0))  # subscriptions', not messages
         messages = sum(v for k, v in total.items() if keys.parse_lookup_stat(k) is None)
         hits, misses = total.get("hit", 0), total.get("miss", 0)
         ratio = f"{hits / (hits + misses):.0%}" if hits + misses else "n/a"
@@ -131,7 +132,10 @@ async def stats(ctx: AdminContext, params: Params) -> str:
     depth = await ctx.queue.depth()
     lines.append(f"now: queue depth {depth}, lookups in flight {int(inflight or 0)}, dead letters {dead}")
     lag = max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0
-    lines.append(f"subscriptions: {active} active, {due} due now, {lag:.0f} s behind schedule")
+    lines.append(
+        f"subscriptions: {active} active, {due} due now, {lag:.0f} s behind schedule, "
+        f"{notified[0] / 300:.1f} notifications/s over the last 5 min ({notified[0]} sent)"
+    )
     return "\n".join(lines)
 
 

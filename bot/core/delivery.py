@@ -17,4 +17,11 @@ class RetryLater(Exception):
 
 
 class Undeliverable(Exception):
-    """The platform refused for good (user blocked the bot, chat gone)."""
+    """The platform refused for good. `why` says whether the chat will ever take a message:
+    "blocked" (the user blocked the bot, or it may not post there), "gone" (the chat or
+    channel no longer exists) — both pause the chat's subscriptions — or "refused" (this
+    message was refused: a bug of ours, not the chat's)."""
+
+    def __init__(self, reason: str, why: str = "refused"):
+        super().__init__(reason)
+        self.why = why

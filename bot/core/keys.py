@@ -142,6 +142,7 @@ def stats(minute: int) -> str:
 
 
 STATS_TTL = 7200  # two hours: /stats reads the last hour
+NOTIFIED_STAT = "notified"  # subscription notifications sent, written by workers
 LOOKUP_STAT_PREFIX = "lookup:"
 LOOKUP_OUTCOMES = ("ok", "not_found", "error", "retry")
 

@@ -39,6 +39,7 @@ UPSTREAM_ERRORS = Counter(
 RETRIES = Counter("chatbot_retries", "Lookup retries scheduled", ["provider"])
 DEAD_LETTERS = Counter("chatbot_dead_letters", "Requests dead-lettered", ["kind"])
 DELIVERIES = Counter("chatbot_deliveries", "Replies sent by workers", ["platform", "result"])
+NOTIFICATIONS = Counter("chatbot_notifications", "Subscription notifications sent", ["platform"])
 
 CACHE_RESULTS = {"hit": "hit", "stale": "stale", "stale_refresh": "stale", "stale_open": "stale",
                  "miss": "miss", "coalesced": "miss"}  # fmt: skip

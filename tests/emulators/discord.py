@@ -93,6 +93,7 @@ class DiscordEmulator(Recorder):
         self.faults: dict[str, deque[tuple[int, float]]] = defaultdict(deque)
         self.bucket_overruns = 0
         self.served_429: list[tuple[float, str]] = []
+        self.gone_channels: set[int] = set()
         self.shards: list[Shard] = []
         self.identifies: list[tuple[int, int]] = []
         self._buckets: dict[str, deque[float]] = defaultdict(deque)
@@ -133,6 +134,12 @@ class DiscordEmulator(Recorder):
         """kind: callback, edit, followup, channel_message."""
         with self._lock:
             self.faults[kind].extend([(status, retry_after)] * times)
+
+    def delete_channel(self, channel_id: int) -> None:
+        """The channel is gone (deleted, or the bot removed from its server): posting to it
+        gets Discord's 404 Unknown Channel."""
+        with self._lock:
+            self.gone_channels.add(channel_id)
 
     def shard_of(self, guild_id: int, shard_count: int) -> int:
         return (guild_id >> 22) % shard_count
@@ -491,6 +498,8 @@ class DiscordEmulator(Recorder):
             return self._webhook(method, parts, body)
         if parts[0] == "channels" and parts[-1] == "messages" and method == "POST":
             channel_id = int(parts[1])
+            if channel_id in self.gone_channels:
+                return self._json({"message": "Unknown Channel", "code": 10003}, 404)
             if (faulted := self._fault("channel_message")) is not None:
                 return faulted
             if (limited := self._rate_limit(f"channels/{channel_id}")) is not None:

@@ -126,7 +126,8 @@ class TelegramEmulator(Recorder):
     def fail(self, method: str, status: int, retry_after: int | None = None, times: int = 1) -> None:
         description = {
             429: f"Too Many Requests: retry after {retry_after}",
-            403: "Forbidden: bot was blocked",
+            403: "Forbidden: bot was blocked by the user",
+            400: "Bad Request: chat not found",  # the chat was deleted, or the bot left it
         }
         with self._lock:
             self.faults[method].extend(

@@ -58,7 +58,7 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
                 body["message_reference"] = {"message_id": meta["message_id"], "fail_if_not_exists": False}
             url = f"{settings.DISCORD_API_URL}/channels/{request.chat}/messages"
             _request(redis_client, settings, "POST", url, body, request, auth=True)
-        pipe = redis_client.pipeline()
+        pipe = redis_client.pipeline(transaction=False)
         pipe.hset(marker, index, 1)
         pipe.expire(marker, settings.DEDUPE_TTL)
         pipe.execute()
@@ -110,7 +110,9 @@ def _request(
             return False  # unknown or expired interaction token
         if status >= 500:
             raise RetryLater(f"discord {status}")
-        raise Undeliverable(f"discord {status}")
+        if status == 404:  # Unknown Channel: deleted, or the bot is no longer in its server
+            raise Undeliverable("discord 404", why="gone")
+        raise Undeliverable(f"discord {status}", why="blocked" if status == 403 else "refused")
     raise RetryLater("discord 429 again and again")
 
 

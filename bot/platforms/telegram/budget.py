@@ -1,7 +1,13 @@
 """Telegram's outbound budget, one definition for the adapter (answers it sends itself, charged
 in the gate's round trip) and the sender (workers): about 30 messages/s per bot, about 1/s per
 chat with short bursts tolerated, 20/minute per group (Bot API FAQ). Keys share the
-{telegram} hash tag."""
+{telegram} hash tag.
+
+Subscription notifications may go as paid broadcasts instead (TELEGRAM_PAID_BROADCAST_RATE,
+off by default): sent with `allow_paid_broadcast`, they are outside the 30/s — up to 1,000/s,
+for 0.1 Telegram Stars each — and charged to their own per-bot bucket, so a tick's fan-out
+neither waits for nor crowds out the answers users are waiting for.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ GROUP_BURST = 3
 # for a user who is not flooding — finds room even while a backlog drains.
 BOT_BURST = 10
 WORKER_RESERVE = 5
+PAID_BURST = 50
 
 _rate = lru_cache(maxsize=16)(parse_rate)  # on every hit: parse each setting once
 
@@ -27,14 +34,16 @@ def buckets(request: Request, settings: Settings, worker: bool = False) -> tuple
     """The buckets a reply to `request` is charged to; `worker`: sent by a worker, which
     leaves WORKER_RESERVE of the per-bot burst to the bot process (same GCRA state, a smaller
     burst: a stricter test of the same bucket)."""
-    per_bot: Rate = _rate(settings.TELEGRAM_GLOBAL_RATE)
     per_chat: Rate = _rate(settings.TELEGRAM_CHAT_RATE)
+    if worker and paid_broadcast(request, settings):
+        paid: Rate = _rate(settings.TELEGRAM_PAID_BROADCAST_RATE)
+        lane = Bucket(keys.outbound(PLATFORM, "paid"), paid.exact_interval_ms, PAID_BURST)
+    else:
+        per_bot: Rate = _rate(settings.TELEGRAM_GLOBAL_RATE)
+        burst = BOT_BURST - WORKER_RESERVE if worker else BOT_BURST
+        lane = Bucket(keys.outbound(PLATFORM), per_bot.exact_interval_ms, burst)
     chosen: tuple[Bucket, ...] = (
-        Bucket(
-            keys.outbound(PLATFORM),
-            per_bot.exact_interval_ms,
-            BOT_BURST - WORKER_RESERVE if worker else BOT_BURST,
-        ),
+        lane,
         Bucket(
             keys.outbound(PLATFORM, "chat", request.chat),
             per_chat.exact_interval_ms,
@@ -47,3 +56,9 @@ def buckets(request: Request, settings: Settings, worker: bool = False) -> tuple
             Bucket(keys.outbound(PLATFORM, "group", request.chat), per_group.exact_interval_ms, GROUP_BURST),
         )
     return chosen
+
+
+def paid_broadcast(request: Request, settings: Settings) -> bool:
+    """Whether this reply goes as a paid broadcast: a subscription's notification, with the
+    paid lane turned on."""
+    return bool(settings.TELEGRAM_PAID_BROADCAST_RATE and request.meta.get("subscription"))

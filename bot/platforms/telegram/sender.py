@@ -17,7 +17,7 @@ from bot.core.delivery import RetryLater, Undeliverable
 from bot.core.request import Reply, Request
 from bot.ops import metrics
 from bot.platforms.base import http_session
-from bot.platforms.telegram.budget import buckets
+from bot.platforms.telegram.budget import buckets, paid_broadcast
 from bot.platforms.telegram.render import (
     PARSE_MODE,
     PLATFORM,
@@ -56,8 +56,10 @@ def send(redis_client: Any, request: Request, reply: Reply) -> None:
             params["reply_parameters"] = json.dumps(reply_parameters(request.meta["message_id"]))
         if index == len(parts) - 1 and reply.buttons:
             params["reply_markup"] = reply_markup(reply.buttons)
+        if paid_broadcast(request, settings):
+            params["allow_paid_broadcast"] = "true"
         _send_part(redis_client, part_url, params, settings, request)
-        pipe = redis_client.pipeline()
+        pipe = redis_client.pipeline(transaction=False)
         pipe.hset(marker, index, 1)
         pipe.expire(marker, settings.DEDUPE_TTL)
         pipe.execute()
@@ -108,8 +110,10 @@ def _send_part(
             log.warning("%s: telegram 429, waiting %.1fs", request.request_id, retry_after)
             time.sleep(retry_after)  # Telegram said exactly how long to wait
             continue
-        if response.status_code == 403:
-            raise Undeliverable(f"telegram 403: {description}")
+        if response.status_code == 403:  # blocked by the user, kicked from the group
+            raise Undeliverable(f"telegram 403: {description}", why="blocked")
+        if response.status_code == 400 and "chat not found" in description:
+            raise Undeliverable(f"telegram 400: {description}", why="gone")
         if response.status_code == 400 and "not modified" in description:
             return  # a Refresh that found the same answer: the message already shows it
         if response.status_code >= 500:
