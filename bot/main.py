@@ -16,6 +16,7 @@ import redis.exceptions
 from prometheus_client import REGISTRY
 
 from bot.commands import registry
+from bot.core import connect
 from bot.core.queue import TaskQueue
 from bot.ops import http, logs, metrics, sentry
 from bot.ops.gauges import GaugeReader
@@ -31,8 +32,8 @@ def make_redis(settings: Settings) -> aioredis.Redis:
     failing (redis-py's default pool raises MaxConnectionsError at its limit, which would tell
     users the bot is unavailable). No health-check PING before a command on an idle
     connection: a dead one fails its command, and redis-py's retry reconnects."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.REDIS_URL,
+    pool = connect.async_pool(
+        settings,
         max_connections=settings.REDIS_POOL_SIZE,
         timeout=settings.REDIS_TIMEOUT,
         socket_timeout=settings.REDIS_TIMEOUT,

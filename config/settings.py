@@ -10,7 +10,8 @@ import re
 import sys
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,8 +81,22 @@ class Settings(BaseSettings):
     REDIS_URL: str = Field("redis://127.0.0.1:6379/0", description="Redis for gate, cache, replies")
     CELERY_BROKER_URL: str = Field("", description="Celery broker; empty means REDIS_URL")
     CELERY_QUEUE: str = Field("bot", description="queue name for lookups and deliveries")
+    RABBITMQ_QUEUE_TYPE: Literal["quorum", "classic"] = Field(
+        "quorum", description="RabbitMQ broker: the queue's type (quorum: replicated, with a delivery limit)"
+    )
+    RABBITMQ_DELIVERY_LIMIT: int = Field(
+        5, ge=1, le=1000, description="RabbitMQ quorum queue: deliveries before a message is dead-lettered"
+    )
     REDIS_TIMEOUT: float = Field(5.0, gt=0, description="seconds for any Redis call")
     REDIS_POOL_SIZE: int = Field(32, ge=1, le=1024, description="bot's Redis connections, opened at start")
+    REDIS_SENTINELS: str = Field(
+        "",
+        description="host:port,… of Redis Sentinels; set: Redis is their primary (REDIS_URL: db, password)",
+    )
+    REDIS_SENTINEL_SERVICE: str = Field("mymaster", description="the primary's name the Sentinels monitor")
+    REDIS_SENTINEL_PASSWORD: SecretStr = Field(
+        SecretStr(""), description="the Sentinels' own password, if any"
+    )
 
     # --- the gate -------------------------------------------------------------------
     RATE_LIMIT: str = Field("20/minute", description="per-user steady rate")
@@ -250,6 +265,15 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://… or amqp://… URL, or empty for REDIS_URL")
         return value
 
+    @field_validator("REDIS_SENTINELS")
+    @classmethod
+    def _check_sentinels(cls, value: str) -> str:
+        for address in filter(None, (a.strip() for a in value.split(","))):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port,host:port… (got {address[:60]!r})")
+        return value
+
     @field_validator("DISCORD_GATEWAY_URL")
     @classmethod
     def _check_ws(cls, value: str) -> str:
@@ -387,6 +411,41 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.CELERY_BROKER_URL or self.REDIS_URL
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """The Sentinels' addresses; empty: Redis is at REDIS_URL itself."""
+        found = []
+        for address in filter(None, (a.strip() for a in self.REDIS_SENTINELS.split(","))):
+            host, _, port = address.rpartition(":")
+            found.append((host.strip("[]"), int(port)))
+        return found
+
+    def celery_redis_url(self, url: str) -> str:
+        """A redis:// URL as Celery reaches it: itself, or with Sentinels one `sentinel://`
+        URL per Sentinel carrying its password and db (kombu and Celery's backend ask them for
+        the primary; the options are in `celery_sentinel_options`)."""
+        if not self.sentinels or not url.startswith(("redis://", "rediss://")):
+            return url
+        parts = urlsplit(url)
+        auth = parts.netloc.rpartition("@")[0]
+        prefix = f"{auth}@" if auth else ""
+        return ";".join(f"sentinel://{prefix}{host}:{port}{parts.path}" for host, port in self.sentinels)
+
+    @property
+    def celery_sentinel_options(self) -> dict[str, Any]:
+        """Transport options of a Sentinel broker or backend (empty without Sentinels)."""
+        if not self.sentinels:
+            return {}
+        options: dict[str, Any] = {"master_name": self.REDIS_SENTINEL_SERVICE}
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": self.REDIS_TIMEOUT,
+            "socket_connect_timeout": self.REDIS_TIMEOUT,
+        }
+        if self.REDIS_SENTINEL_PASSWORD.get_secret_value():
+            sentinel_kwargs["password"] = self.REDIS_SENTINEL_PASSWORD.get_secret_value()
+        options["sentinel_kwargs"] = sentinel_kwargs
+        return options
 
 
 class ConfigError(SystemExit):

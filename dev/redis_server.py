@@ -60,11 +60,18 @@ def wait_for_redis(url: str, timeout: float) -> bool:
 class RedisServer:
     """A private redis-server on a free loopback port, nothing persisted; used by tests too."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None, persistent: bool = False):
+    def __init__(
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        persistent: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
         self.dir = tempfile.mkdtemp(prefix="chatbot-redis-")
         self.persistent = persistent  # append-only file, fsync on every write: survives a restart
+        self.extra_args = extra_args  # e.g. ("--replicaof", host, port)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,6 +84,7 @@ class RedisServer:
             "--save", "", "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
             "--daemonize", "no",
             "--logfile", os.path.join(self.dir, "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent

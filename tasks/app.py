@@ -8,8 +8,9 @@ import sys
 from typing import Any
 
 from celery import Celery, Task, signals
+from kombu import Exchange, Queue
 
-from config import get_settings
+from config import Settings, get_settings
 
 settings = get_settings()
 IS_WORKER = "worker" in sys.argv[1:]
@@ -38,22 +39,62 @@ class LabelledTask(Task):
         return super().apply_async(args, kwargs, **options)
 
 
+def _redis_transport() -> str | None:
+    """kombu's Redis transport with one client per channel (tasks/broker.py says why),
+    through the Sentinels when they are set; None: the URL's own (RabbitMQ)."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    return "tasks.broker:SentinelTransport" if settings.sentinels else "tasks.broker:Transport"
+
+
+def rabbitmq_queue(settings: Settings) -> Queue:
+    """The task queue on RabbitMQ: a quorum queue by default (replicated across the cluster's
+    nodes, durable) whose messages go to the dead-letter exchange after
+    RABBITMQ_DELIVERY_LIMIT deliveries — a poison message that kills or stalls every worker
+    taking it (acks_late brings it back each time) stops there instead of going round forever.
+    A topic exchange: RabbitMQ's native delayed delivery, which Celery uses for countdown
+    retries on quorum queues, cannot route through a direct one."""
+    name = settings.CELERY_QUEUE
+    arguments: dict[str, Any] = {
+        "x-queue-type": settings.RABBITMQ_QUEUE_TYPE,
+        "x-dead-letter-exchange": f"{name}.dead",
+    }
+    if settings.RABBITMQ_QUEUE_TYPE == "quorum":
+        arguments["x-delivery-limit"] = settings.RABBITMQ_DELIVERY_LIMIT
+    return Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=arguments)
+
+
+def dead_letter_queue(settings: Settings) -> Queue:
+    """Where dead-lettered tasks wait for an operator (nobody consumes it): `<queue>.dead`."""
+    name = f"{settings.CELERY_QUEUE}.dead"
+    return Queue(
+        name, Exchange(name, type="fanout"), queue_arguments={"x-queue-type": settings.RABBITMQ_QUEUE_TYPE}
+    )
+
+
+BROKER_URL = settings.celery_redis_url(settings.broker_url)  # Sentinels: one sentinel:// URL each
+ON_RABBITMQ = _redis_transport() is None
+
 app = Celery("chatbot", task_cls=LabelledTask)
 app.conf.update(
-    broker_url=settings.broker_url,
-    # The Redis transport with one client per channel (tasks/broker.py says why).
-    broker_transport="tasks.broker:Transport" if settings.broker_url.startswith("redis") else None,
+    # Read and write URLs too: Celery would take its broker_url from the environment's
+    # CELERY_BROKER_URL, which is our setting's name, over what is configured here.
+    broker_url=BROKER_URL,
+    broker_read_url=BROKER_URL,
+    broker_write_url=BROKER_URL,
+    broker_transport=_redis_transport(),
     task_default_queue=settings.CELERY_QUEUE,
     task_serializer="json",
     accept_content=["json"],
     # Replies travel through the deliver task, never through a result backend. The backend
     # (Redis, whichever broker) serves only the chord that gathers /reviews' sources.
     task_ignore_result=True,
-    result_backend=settings.REDIS_URL,
+    result_backend=settings.celery_redis_url(settings.REDIS_URL),
     result_expires=3600,
     result_backend_transport_options={
         "socket_timeout": settings.REDIS_TIMEOUT,
         "socket_connect_timeout": settings.REDIS_TIMEOUT,
+        **settings.celery_sentinel_options,
     },
     # No loss: ack only after the task ran, and requeue when the worker process dies
     # (acks_late alone still acks on a killed child). One message per process at a time, so
@@ -71,7 +112,20 @@ app.conf.update(
         "unacked_restore_throttle": 1,
         "socket_timeout": settings.REDIS_TIMEOUT,
         "socket_connect_timeout": settings.REDIS_TIMEOUT,
+        **(settings.celery_sentinel_options if _redis_transport() else {}),
+        # RabbitMQ: a publish returns once the queue has the message (on a quorum queue, a
+        # majority of its nodes), so that one the bot was told is queued survives a node.
+        **({"confirm_publish": True} if ON_RABBITMQ else {}),
     },
+    **(
+        {
+            "task_queues": (rabbitmq_queue(settings),),
+            "task_default_exchange_type": "topic",
+            "broker_native_delayed_delivery_queue_type": settings.RABBITMQ_QUEUE_TYPE,
+        }
+        if ON_RABBITMQ
+        else {}
+    ),
     broker_connection_retry_on_startup=True,
     broker_connection_timeout=settings.REDIS_TIMEOUT,
     worker_cancel_long_running_tasks_on_connection_loss=True,
@@ -134,6 +188,15 @@ def _serve_metrics(**_: object) -> None:
         logging.getLogger(__name__).error(
             "worker metrics: port %s unavailable: %s", settings.WORKER_METRICS_PORT, exc
         )
+
+
+@signals.worker_ready.connect
+def _declare_dead_letters(**_: object) -> None:
+    """The dead-letter queue exists before anything is dead-lettered (into an exchange that
+    does not exist, RabbitMQ would drop it)."""
+    if ON_RABBITMQ:
+        with app.connection_for_write() as connection:
+            dead_letter_queue(settings)(connection.default_channel).declare()
 
 
 @signals.worker_process_shutdown.connect

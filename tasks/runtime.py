@@ -7,6 +7,7 @@ import threading
 
 import redis
 
+from bot.core import connect
 from bot.upstream.client import Upstream
 from config import get_settings
 
@@ -22,8 +23,8 @@ def worker_redis() -> redis.Redis:
     global _redis
     if _redis is None:
         settings = get_settings()
-        pool = redis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
+        pool = connect.sync_pool(
+            settings,
             max_connections=settings.WORKER_CONCURRENCY + 16,
             timeout=settings.REDIS_TIMEOUT,
             socket_timeout=settings.REDIS_TIMEOUT,

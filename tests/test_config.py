@@ -30,6 +30,8 @@ from tests.conftest import ROOT
         ("ADMINS", "telegram:1087968824", "ADMINS: telegram:1087968824 is not one person but Telegram's"),
         ("ADMINS", "console:admin,telegram:136817688", "every message sent on behalf of a channel"),
         ("ADMINS", "telegram:777000", "automatic forwards from linked channels"),
+        ("REDIS_SENTINELS", "sentinel-1", "REDIS_SENTINELS: expected host:port,host:port…"),
+        ("TELEGRAM_PAID_BROADCAST_RATE", "many", "TELEGRAM_PAID_BROADCAST_RATE: expected a rate like"),
     ],
 )
 def test_bad_setting_stops_start_up_with_a_clear_message(name: str, value: str, message: str) -> None:

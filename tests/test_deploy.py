@@ -37,6 +37,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
     jsonschema.Draft201909Validator(schema).validate(compose)
     assert {"redis", "bot", "worker", "beat", "prometheus", "grafana", "nginx"} <= set(compose["services"])
     assert compose["services"]["nginx"]["profiles"] == ["webhook"]
+    assert compose["services"]["rabbitmq"]["profiles"] == ["rabbitmq"]
 
 
 def test_docker_compose_config_passes(tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def test_docker_compose_config_passes(tmp_path: Path) -> None:
         source = ROOT / item
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
     (tmp_path / ".env").write_text("")
-    for profile in ([], ["--profile", "webhook"]):
+    for profile in ([], ["--profile", "webhook"], ["--profile", "rabbitmq"]):
         result = subprocess.run(
             [tool, *profile, "config", "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )

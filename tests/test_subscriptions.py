@@ -19,6 +19,8 @@ from celery import Celery
 
 from bot.commands import registry
 from bot.core import keys
+from config import Settings
+from tasks.app import rabbitmq_queue
 from tests.conftest import Chat, Worker, amqp_url_or_skip, wait_until
 from tests.stacks import start_stack
 
@@ -235,7 +237,9 @@ def test_a_worker_killed_mid_fan_out_leaves_nothing_unsent_and_sends_nothing_twi
         subscribed: list[str] = app.zrange(keys.SUBSCRIPTIONS_DUE, 0, -1)  # type: ignore[assignment]
         app.zadd(keys.SUBSCRIPTIONS_DUE, dict.fromkeys(subscribed, 0))  # all due now
         beat = Celery(set_as_current=False)  # what beat does every SUBSCRIPTION_TICK
-        beat.conf.task_default_queue = worker.env["CELERY_QUEUE"]
+        queue = worker.env["CELERY_QUEUE"]
+        beat.conf.task_queues = (rabbitmq_queue(Settings(CELERY_BROKER_URL=broker_url, CELERY_QUEUE=queue)),)
+        beat.conf.task_default_queue = queue
         with beat.connection_for_write(broker_url) as connection:  # not CELERY_BROKER_URL's
             beat.send_task("subscriptions_tick", connection=connection)
 

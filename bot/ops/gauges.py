@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from bot.core import keys
+from bot.core import connect, keys
 from config import Settings
 
 
@@ -27,9 +27,10 @@ class GaugeReader:
 
     def __call__(self) -> dict[str, Any]:
         if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+            pool = connect.sync_pool(
+                self.settings, max_connections=4, socket_timeout=2, socket_connect_timeout=2
             )
+            self._client = redis.Redis(connection_pool=pool)
         pipe = self._client.pipeline(transaction=False)
         for provider in self.providers:
             pipe.hget(keys.breaker(provider), "state")

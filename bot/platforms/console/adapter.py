@@ -23,7 +23,7 @@ from typing import IO, Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from bot.core import keys
+from bot.core import connect, keys
 from bot.core.queue import TaskQueue
 from bot.core.request import Request
 from bot.pipeline import Outcome, Pipeline, parse_command
@@ -58,11 +58,14 @@ class ConsoleAdapter:
         self._listener: asyncio.Task[None] | None = None
         self._stopping = False
         # BLMOVE blocks for POLL_SECONDS: the socket timeout must be longer than that.
-        self._redis = aioredis.Redis.from_url(
-            settings.REDIS_URL,
+        pool = connect.async_pool(
+            settings,
+            max_connections=16,
+            timeout=settings.REDIS_TIMEOUT,
             socket_timeout=POLL_SECONDS + settings.REDIS_TIMEOUT,
             socket_connect_timeout=settings.REDIS_TIMEOUT,
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
 
     async def connect(self) -> None:
         """Start popping worker replies addressed to this console session."""
