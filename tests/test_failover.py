@@ -74,3 +74,20 @@ def test_bot_and_worker_follow_a_sentinel_failover_and_nobody_meets_silence(
         worker.stop()
         cluster.stop()
         telegram.state.webhook_url = ""
+
+
+def test_scripts_missing_after_a_failover_are_loaded_again(make_chat: Any, redis_client: Any) -> None:
+    """The server that answers after a failover or a restart need not have our Lua scripts
+    in its cache (snapshots do not carry it): every EVALSHA then meets NOSCRIPT once and loads
+    its script again — the gate in the bot, the breaker, quota and limits in the worker, the
+    console's once-only delivery."""
+    chat = make_chat()
+    chat.send("/fx 3 EUR JPY")
+    assert chat.reply().startswith("3.00 EUR = ")  # every script loaded and used once
+    redis_client.script_flush()
+    chat.send("/fx 3 EUR JPY")  # a hit: the gate
+    assert chat.immediate_reply().startswith("3.00 EUR = ")
+    redis_client.script_flush()
+    chat.send("/fx 4 EUR JPY")  # a miss: the gate, then the worker's scripts
+    assert chat.reply().startswith("4.00 EUR = ")
+    chat.assert_no_reply(within=0.1)
