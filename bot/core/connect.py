@@ -43,21 +43,22 @@ def _database(url: str) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k in ("db", "username", "password")}
 
 
+def _pool(settings: Settings, plain: Any, manager: Any, through_sentinels: Any, **kwargs: Any) -> Any:
+    if not settings.sentinels:
+        return plain.from_url(settings.REDIS_URL, **kwargs)
+    sentinels = manager(settings.sentinels, sentinel_kwargs=_sentinel_kwargs(settings))
+    return through_sentinels(
+        settings.REDIS_SENTINEL_SERVICE, sentinels, **_database(settings.REDIS_URL), **kwargs
+    )
+
+
 def sync_pool(settings: Settings, **kwargs: Any) -> redis.ConnectionPool:
     """A blocking pool to Redis for threads; `kwargs`: max_connections, timeouts…"""
-    if not settings.sentinels:
-        return redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **kwargs)
-    manager = Sentinel(settings.sentinels, sentinel_kwargs=_sentinel_kwargs(settings))
-    return _BlockingSentinelPool(
-        settings.REDIS_SENTINEL_SERVICE, manager, **_database(settings.REDIS_URL), **kwargs
-    )
+    return _pool(settings, redis.BlockingConnectionPool, Sentinel, _BlockingSentinelPool, **kwargs)
 
 
 def async_pool(settings: Settings, **kwargs: Any) -> aioredis.ConnectionPool:
     """The same for asyncio (the bot process)."""
-    if not settings.sentinels:
-        return aioredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **kwargs)
-    manager = AsyncSentinel(settings.sentinels, sentinel_kwargs=_sentinel_kwargs(settings))
-    return _AsyncBlockingSentinelPool(
-        settings.REDIS_SENTINEL_SERVICE, manager, **_database(settings.REDIS_URL), **kwargs
+    return _pool(
+        settings, aioredis.BlockingConnectionPool, AsyncSentinel, _AsyncBlockingSentinelPool, **kwargs
     )
