@@ -28,7 +28,7 @@ class GaugeReader:
     def __call__(self) -> dict[str, Any]:
         if self._client is None:
             pool = connect.sync_pool(
-                self.settings, max_connections=4, socket_timeout=2, socket_connect_timeout=2
+                self.settings, max_connections=4, timeout=2, socket_timeout=2, socket_connect_timeout=2
             )
             self._client = redis.Redis(connection_pool=pool)
         pipe = self._client.pipeline(transaction=False)
