@@ -11,8 +11,8 @@ Prints: Redis bytes per subscription; upstream calls for the tick (goal: one per
 lookup); the time from the first tick to the last notification against the limit's floor
 N / rate (goal: within 10%); 429s the platform answered (goal 0); subscribers never told and
 told twice (goal 0 and 0). --kill SIGKILLs the worker (its whole process group) halfway and
-starts a replacement: on the Redis broker the batch it held comes back after
-BROKER_VISIBILITY_TIMEOUT (10 s here), on RabbitMQ at once. Never fails on a number.
+starts a replacement: on the Redis broker the batch it held comes back through its lease
+(LOOKUP_LEASE, 10 s), on RabbitMQ at once. Never fails on a number.
 """
 
 from __future__ import annotations
@@ -76,10 +76,6 @@ def main() -> None:
         "TELEGRAM_PAID_BROADCAST_RATE": args.rate,
         "SUBSCRIPTION_TICK": "1",
         "SUBSCRIPTIONS_PER_USER": "10",
-        "BROKER_VISIBILITY_TIMEOUT": "10",
-        "TASK_SOFT_TIME_LIMIT": "5",
-        "TASK_TIME_LIMIT": "8",
-        "LOOKUP_RETRY_BACKOFF_MAX": "4",
         "WORKER_METRICS_PORT": "0",
         "SENTRY_DSN": "",
         "LOG_LEVEL": "WARNING",

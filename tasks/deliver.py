@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -162,9 +163,24 @@ def deliver(self: Task, landed: dict[str, Any] | None) -> None:
 
 
 @app.task(name="deliver_batch")
-def deliver_batch(results: list[dict[str, Any]]) -> None:
-    """The same reply to many coalesced requests; any that cannot go now get their own
-    `deliver` task with its retries, so one slow chat holds up nobody else."""
+def deliver_batch(results: list[dict[str, Any]], lease: str = "") -> None:
+    """Replies to many requests (those coalesced behind a lookup, a tick's notifications); any
+    that cannot go now get their own `deliver` task with its retries, so one slow chat holds
+    up nobody else. Under a lease (tasks/leases.py): a worker lost whole mid-batch is
+    replaced within LOOKUP_LEASE, not the Redis broker's visibility timeout; the senders'
+    markers skip what it had sent."""
+    if lease and leases.landed(lease):
+        return  # the broker's late redelivery of a batch the sweep re-published and finished
+    if lease:
+        leases.take_batch(lease, results)
+    try:
+        _deliver_all(results)
+    finally:
+        if lease:
+            leases.give_back(lease, landed=True)
+
+
+def _deliver_all(results: list[dict[str, Any]]) -> None:
     unpacked = [unpack(landed) for landed in results]
     languages = languages_of([req for req, _ in unpacked])
     told: Counter[str] = Counter()  # subscription notifications sent, per platform
@@ -180,6 +196,10 @@ def deliver_batch(results: list[dict[str, Any]]) -> None:
 
 def answer_waiters(waiting: list[dict[str, Any]], reply: Reply) -> None:
     """The reply of a landed lookup to every request coalesced behind it, in batches."""
-    results = [result(request, reply) for request in waiting]
+    fan_out([result(request, reply) for request in waiting])
+
+
+def fan_out(results: list[dict[str, Any]]) -> None:
+    """Replies to many requests, FAN_OUT_CHUNK to a `deliver_batch`, each under a lease."""
     for start in range(0, len(results), FAN_OUT_CHUNK):
-        deliver_batch.delay(results[start : start + FAN_OUT_CHUNK])
+        deliver_batch.delay(results[start : start + FAN_OUT_CHUNK], lease=f"batch:{uuid.uuid4().hex}")

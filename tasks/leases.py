@@ -1,5 +1,5 @@
-"""Leases on running lookups, so that a lookup whose worker was lost whole is answered within
-seconds, not after the broker's visibility timeout.
+"""Leases on running lookups and reply batches, so that one whose worker was lost whole is
+answered within seconds, not after the broker's visibility timeout.
 
 The Redis broker gives an unacked message back only after BROKER_VISIBILITY_TIMEOUT (300 s):
 that must stay above the longest countdown and time limit, so it cannot be cut to seconds.
@@ -10,7 +10,9 @@ is returned once the reply is out. When a worker machine goes away, its heartbea
 sweeper thread of any other worker's main process sees the lease expire and re-publishes the
 lookup (the same request id, so senders' once-only markers hold). The broker's own late
 redelivery finds the lookup `landed` and does nothing. A lookup run twice asks its upstream
-twice; a user is never answered twice.
+twice; a user is never answered twice. A batch of replies (`deliver_batch`: coalesced
+requests, a subscription tick's notifications) takes a lease the same way, under an id of
+its own; re-published, it sends only what its senders have not marked sent.
 """
 
 from __future__ import annotations
@@ -41,13 +43,21 @@ def _lease_ms(extra: float = 0.0) -> int:
 
 def take(request: dict[str, Any], params: dict[str, Any]) -> None:
     """The lookup for `request` runs in this process from now on."""
-    request_id = str(request["request_id"])
+    _take(str(request["request_id"]), {"request": request, "params": params})
+
+
+def take_batch(lease: str, results: list[dict[str, Any]]) -> None:
+    """The reply batch `lease` (its id) runs in this process from now on."""
+    _take(lease, {"batch": results})
+
+
+def _take(lease: str, leased: dict[str, Any]) -> None:
     pipe = worker_redis().pipeline(transaction=False)
-    pipe.zadd(keys.LEASES, {request_id: _lease_ms()})
-    pipe.hset(keys.LEASED, request_id, json.dumps({"request": request, "params": params}))
+    pipe.zadd(keys.LEASES, {lease: _lease_ms()})
+    pipe.hset(keys.LEASED, lease, json.dumps(leased))
     pipe.execute()
     with _lock:
-        _held.add(request_id)
+        _held.add(lease)
     _ensure_heartbeat()
 
 
@@ -124,8 +134,9 @@ def _beat() -> None:
 
 
 def sweep(republish: Any, limit: int = 100) -> int:
-    """Re-publish the lookups whose lease expired (their worker was lost); returns how many.
-    Any worker may sweep: removing the lease is the claim, so each is re-published once."""
+    """Re-publish the lookups and batches whose lease expired (their worker was lost):
+    `republish(lease id, what was leased)`; returns how many. Any worker may sweep: removing
+    the lease is the claim, so each is re-published once."""
     client = worker_redis()
     now = int(time.time() * 1000)
     republished = 0
@@ -137,9 +148,8 @@ def sweep(republish: Any, limit: int = 100) -> int:
         client.hdel(keys.LEASED, request_id)
         if leased is None or landed(request_id):
             continue
-        args = json.loads(leased)
-        log.warning("%s: its worker was lost mid-lookup; re-publishing it", request_id)
-        republish(args["request"], args["params"])
+        log.warning("%s: its worker was lost; re-publishing it", request_id)
+        republish(request_id, json.loads(leased))
         republished += 1
     return republished
 

@@ -27,7 +27,7 @@ from bot.upstream.client import NotFound, RetryableError
 from config import get_settings
 from tasks import fanout, leases
 from tasks.app import app
-from tasks.deliver import answer_and_release, deliver
+from tasks.deliver import answer_and_release, deliver, deliver_batch
 from tasks.failures import backoff, classify, within_quota_wait
 from tasks.landing import finish, finish_failure
 from tasks.records import count, dead_letter, result
@@ -79,9 +79,13 @@ def lookup(
     return None if refresh else landed
 
 
-def republish(request: dict[str, Any], params: dict[str, Any]) -> None:
-    """A lookup whose worker was lost, again: the same request id, lookup then deliver."""
-    chain(lookup.s(request, params), deliver.s()).apply_async()
+def republish(lease: str, leased: dict[str, Any]) -> None:
+    """A lookup or a reply batch whose worker was lost, again: a lookup with the same request
+    id, then deliver; a batch under the same lease."""
+    if "batch" in leased:
+        deliver_batch.apply_async((leased["batch"],), {"lease": lease})
+    else:
+        chain(lookup.s(leased["request"], leased["params"]), deliver.s()).apply_async()
 
 
 @signals.worker_ready.connect

@@ -30,7 +30,7 @@ from bot.core.i18n import Message, number, t
 from bot.core.request import Reply, Request
 from config import get_settings
 from tasks.app import app
-from tasks.deliver import FAN_OUT_CHUNK, deliver, deliver_batch
+from tasks.deliver import deliver, fan_out
 from tasks.lookup import lookup
 from tasks.records import result
 from tasks.runtime import worker_redis
@@ -143,8 +143,7 @@ class _Tick:
                 self._due(sub_id, self.now + get_settings().WATCH_INTERVAL)
         self._ask(missing)
         self.writes.execute()
-        for start in range(0, len(self.notes), FAN_OUT_CHUNK):
-            deliver_batch.delay(self.notes[start : start + FAN_OUT_CHUNK])
+        fan_out(self.notes)
 
     def _one(
         self,

@@ -211,20 +211,17 @@ def test_lag_behind_schedule_is_measured_for_metrics(
 def test_a_worker_killed_mid_fan_out_leaves_nothing_unsent_and_sends_nothing_twice(
     telegram: Any, make_tg_chat: Any, redis_server: Any, upstreams: Any, broker: str, within: float
 ) -> None:
-    """Subscribers are being notified, at the (paid-broadcast) outbound limit, when the worker dies whole
-    (SIGKILL to its group) in the middle of a sendMessage. A replacement sends the rest: every
-    subscriber gets exactly one notification. The batch comes back on RabbitMQ at once (the
-    connection dropped), on Redis after BROKER_VISIBILITY_TIMEOUT (10 s here; 300 by
-    default); the senders' per-notification markers skip what was already sent."""
+    """Subscribers are being notified, at the (paid-broadcast) outbound limit, when the worker
+    dies whole (SIGKILL to its group) in the middle of a sendMessage. A replacement sends the
+    rest: every subscriber gets exactly one notification. The batch comes back on RabbitMQ at
+    once (the connection dropped); on Redis, whose broker would give it back only after
+    BROKER_VISIBILITY_TIMEOUT (300 s), through the batch's lease (LOOKUP_LEASE, 10 s). The
+    senders' per-notification markers skip what was already sent."""
     broker_url = f"{redis_server.url}/7" if broker == "redis" else amqp_url_or_skip()
     app = redis.Redis.from_url(f"{redis_server.url}/5", decode_responses=True)
     app.flushdb()
     settings = {
         "TELEGRAM_PAID_BROADCAST_RATE": "5/second",  # the fan-out of 20 takes ~4 s: time to die in it
-        "BROKER_VISIBILITY_TIMEOUT": "10",
-        "TASK_SOFT_TIME_LIMIT": "5",
-        "TASK_TIME_LIMIT": "8",
-        "LOOKUP_RETRY_BACKOFF_MAX": "4",
     }
     worker, bot = start_stack(f"{redis_server.url}/5", broker_url, telegram, **settings)
     replacement = Worker(worker.env, name="replacement")
