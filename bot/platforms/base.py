@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import requests
 
 from bot.core.request import Reply, Request
+from bot.upstream.client import new_session
 
 if TYPE_CHECKING:  # workers import this module too, and never need aiohttp
     from aiohttp import web
@@ -54,5 +55,5 @@ def http_session() -> requests.Session:
     Session is safe to share between threads)."""
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = new_session()
     return session
