@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -36,6 +37,12 @@ class LabelledTask(Task):
         label = request_id_of(args) or (f"{len(first)} items" if isinstance(first, list) else "")
         options.setdefault("argsrepr", label)
         options.setdefault("kwargsrepr", "")
+        if ON_QUORUM_QUEUE and options.get("countdown"):
+            # A countdown on a quorum queue travels through RabbitMQ's native delayed delivery,
+            # in whole seconds: Celery truncates it, and one under a second (a short backoff,
+            # a 429's retry_after of 0.5 s) raised "countdown must be a positive number" and
+            # the task was rejected — a retry lost. Rounded up instead.
+            options["countdown"] = math.ceil(options["countdown"])
         return super().apply_async(args, kwargs, **options)
 
 
@@ -74,6 +81,7 @@ def dead_letter_queue(settings: Settings) -> Queue:
 
 BROKER_URL = settings.celery_redis_url(settings.broker_url)  # Sentinels: one sentinel:// URL each
 ON_RABBITMQ = _redis_transport() is None
+ON_QUORUM_QUEUE = ON_RABBITMQ and settings.RABBITMQ_QUEUE_TYPE == "quorum"
 
 app = Celery("chatbot", task_cls=LabelledTask)
 app.conf.update(

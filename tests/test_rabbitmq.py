@@ -8,19 +8,24 @@ test_subscriptions) run on these queues too."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import kombu
+import redis
 
 from config import Settings
 from tasks.app import dead_letter_queue, rabbitmq_queue
-from tests.conftest import amqp_url_or_skip
+from tests.conftest import amqp_url_or_skip, wait_until
+from tests.emulators.upstreams import Fault
+from tests.stacks import running_stack
 
 
 def test_a_poison_message_is_dead_lettered_after_the_delivery_limit() -> None:
     amqp = amqp_url_or_skip()
     queue_name = f"poison-{time.time_ns()}"
     settings = Settings(CELERY_BROKER_URL=amqp, CELERY_QUEUE=queue_name, RABBITMQ_DELIVERY_LIMIT=3)
-    with kombu.Connection(amqp, connect_timeout=5) as connection:
+    # With publisher confirms (as the app publishes): the message is in the queue on return.
+    with kombu.Connection(amqp, connect_timeout=5, transport_options={"confirm_publish": True}) as connection:
         channel = connection.channel()
         queue, dead = rabbitmq_queue(settings)(channel), dead_letter_queue(settings)(channel)
         try:
@@ -30,13 +35,20 @@ def test_a_poison_message_is_dead_lettered_after_the_delivery_limit() -> None:
                 {"task": "lookup", "poison": True}, exchange=queue.exchange, routing_key=queue.routing_key
             )
             deliveries = 0
-            while (message := queue.get(no_ack=False)) is not None:
-                deliveries += 1
-                message.requeue()  # the worker died holding it (acks_late: it comes back)
-                assert deliveries <= 10, "the message keeps coming back: no delivery limit"
+
+            def taken_and_returned() -> Any:
+                """A worker takes it and dies holding it (acks_late: it comes back); the
+                dead-letter queue's message once it has one."""
+                nonlocal deliveries
+                if (message := queue.get(no_ack=False)) is not None:
+                    deliveries += 1
+                    message.requeue()
+                    assert deliveries <= 10, "the message keeps coming back: no delivery limit"
+                return dead.get(no_ack=True)
+
+            poisoned = wait_until(taken_and_returned, timeout=10)
+            assert poisoned.payload == {"task": "lookup", "poison": True}
             assert deliveries == 1 + settings.RABBITMQ_DELIVERY_LIMIT  # the first, then the limit
-            poisoned = dead.get(no_ack=True)
-            assert poisoned is not None and poisoned.payload == {"task": "lookup", "poison": True}
         finally:
             queue.delete()
             dead.delete()
@@ -63,3 +75,20 @@ def test_the_queue_is_a_quorum_queue() -> None:
         finally:
             queue(connection.channel()).delete()
             queue.exchange(connection.channel()).delete()
+
+
+def test_retries_with_a_countdown_run_on_the_quorum_queue(
+    telegram: Any, make_tg_chat: Any, redis_server: Any, upstreams: Any
+) -> None:
+    """Countdown retries on a quorum queue go through RabbitMQ's native delayed delivery (a
+    quorum queue has no per-message TTL for Celery's own ETA): an upstream failing twice is
+    retried, and the user answered once."""
+    amqp = amqp_url_or_skip()
+    redis.Redis.from_url(f"{redis_server.url}/12").flushdb()
+    with running_stack(f"{redis_server.url}/12", amqp, telegram, LOOKUP_RETRY_BACKOFF="1"):
+        upstreams.script("fx", Fault(status=503), Fault(status=503))
+        chat = make_tg_chat()
+        chat.send("/fx 12 EUR USD")
+        assert chat.reply(timeout=30).startswith("12.00 EUR = ")
+        assert upstreams.count("fx") == 3
+        chat.assert_no_reply(within=0.2)
