@@ -21,7 +21,8 @@ DOWN_AFTER_MS = 1000  # a primary silent this long is down for a Sentinel (produ
 
 class SentinelSet:
     def __init__(self) -> None:
-        self.primary = RedisServer()
+        # The first full sync to the replica starts at once (Redis waits 5 s for more replicas).
+        self.primary = RedisServer(extra_args=("--repl-diskless-sync-delay", "0"))
         self.replica: RedisServer | None = None
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.dir = Path(tempfile.mkdtemp(prefix="chatbot-sentinels-"))
@@ -37,14 +38,24 @@ class SentinelSet:
         self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.primary.port))).start()
         replica = redis.Redis(port=self.replica.port, socket_timeout=2)
         assert wait_until(lambda: replica.info("replication").get("master_link_status") == "up", 10)
+        # Each Sentinel is told its id, the replica and the other Sentinels up front, as a
+        # Sentinel's own config file records them once it has found them (INFO every 10 s,
+        # hellos every 2 s): ready in a moment instead of ~7 s.
+        ids = [f"{n + 1:040x}" for n in range(len(self.sentinel_ports))]
         for n, port in enumerate(self.sentinel_ports):
             config = self.dir / f"sentinel-{n}.conf"  # a Sentinel rewrites its own config file
+            others = "".join(
+                f"sentinel known-sentinel {SERVICE} 127.0.0.1 {other} {ids[m]}\n"
+                for m, other in enumerate(self.sentinel_ports)
+                if m != n
+            )
             config.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"port {port}\nbind 127.0.0.1\ndir {self.dir}\nsentinel myid {ids[n]}\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} 10000\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n"
+                f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica.port}\n{others}"
             )
             log = open(self.dir / f"sentinel-{n}.log", "ab")  # noqa: SIM115
             self.sentinels.append(

@@ -14,9 +14,9 @@ from tests.sentinels import SERVICE, SentinelSet
 from tests.stacks import running_stack
 
 UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
-PACE = 0.2  # seconds between two users' messages: 5 a second
-USERS = 40  # 8 s of traffic
-KILL_AT = 10  # the primary dies after this many messages (2 s in)
+PACE = 0.1  # seconds between two users' messages: 10 a second
+USERS = 60  # 6 s of traffic
+KILL_AT = 10  # the primary dies after this many messages (1 s in)
 
 
 def test_bot_and_worker_follow_a_sentinel_failover_and_nobody_meets_silence(
