@@ -325,3 +325,12 @@ def test_a_subscription_to_a_channel_that_is_gone_pauses(
     assert redis_client.zscore(keys.SUBSCRIPTIONS_DUE, sub_id) is None, "no more ticks for it"
     chat.send("/subscriptions")
     assert chat.reply().splitlines()[1] == f"#{sub_id} daily /fx 5 EUR USD at 09:00 (UTC) — paused: gone"
+
+
+def test_a_connection_lost_on_the_way_to_discord_is_retried(chat: Any, discord_emulator: Any) -> None:
+    """The interaction response's connection breaks before Discord answers (aiohttp:
+    "server disconnected"): sent again at once, within Discord's 3 s, and answered once."""
+    discord_emulator.drop_connection()
+    chat.send("/ping")
+    assert chat.reply() == "pong"
+    chat.assert_no_reply()

@@ -94,6 +94,7 @@ class DiscordEmulator(Recorder):
         self.bucket_overruns = 0
         self.served_429: list[tuple[float, str]] = []
         self.gone_channels: set[int] = set()
+        self.callback_drops = 0
         self.shards: list[Shard] = []
         self.identifies: list[tuple[int, int]] = []
         self._buckets: dict[str, deque[float]] = defaultdict(deque)
@@ -127,6 +128,7 @@ class DiscordEmulator(Recorder):
             self.events.clear()
             self.faults.clear()
             self.served_429.clear()
+            self.callback_drops = 0
             self.bucket_overruns = 0
             self._buckets.clear()
 
@@ -134,6 +136,12 @@ class DiscordEmulator(Recorder):
         """kind: callback, edit, followup, channel_message."""
         with self._lock:
             self.faults[kind].extend([(status, retry_after)] * times)
+
+    def drop_connection(self, times: int = 1) -> None:
+        """The next interaction callbacks get no answer: the connection is closed as the
+        request arrives (a connection reset on the way), and nothing is recorded."""
+        with self._lock:
+            self.callback_drops += times
 
     def delete_channel(self, channel_id: int) -> None:
         """The channel is gone (deleted, or the bot removed from its server): posting to it
@@ -493,6 +501,11 @@ class DiscordEmulator(Recorder):
                 self._changed.notify_all()
             return self._json([c | {"id": str(snowflake()), "application_id": str(APP_ID)} for c in body])
         if parts[0] == "interactions" and parts[-1] == "callback":
+            with self._lock:
+                drop, self.callback_drops = self.callback_drops > 0, max(0, self.callback_drops - 1)
+            if drop and request.transport is not None:
+                request.transport.close()  # the client reads "server disconnected"
+                return web.Response(status=204)
             return await self._callback(int(parts[1]), parts[2], body)
         if parts[0] == "webhooks":
             return self._webhook(method, parts, body)

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -31,6 +32,7 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 OPTION_TYPES = {"string": 3, "number": 10, "user": 6}
+ALREADY_ACKNOWLEDGED = 40060  # Discord's error code for a second response to an interaction
 
 
 def _localized(text: str, limit: int) -> dict[str, str]:
@@ -72,6 +74,23 @@ def _option_text(command_name: str, data: dict[str, Any]) -> str:
     command = registry.get(command_name)
     order = [o.name for o in command.options] if command else list(given)
     return " ".join(_plain(given[name]) for name in order if given.get(name) is not None)
+
+
+async def _respond(interaction: discord.Interaction, content: str, ephemeral: bool, view: Any) -> None:
+    """The interaction's one response, sent again once if the connection broke before Discord
+    answered (aiohttp: "server disconnected", a reset keep-alive connection): the user would
+    otherwise see "The application did not respond". discord.py retries only its own
+    connection resets. If the first one did reach Discord, the second is refused as already
+    acknowledged, and the user has the answer."""
+    try:
+        await interaction.response.send_message(content, ephemeral=ephemeral, view=view)
+    except aiohttp.ClientConnectionError as exc:
+        log.warning("interaction response: %s; sending it again", type(exc).__name__)
+        try:
+            await interaction.response.send_message(content, ephemeral=ephemeral, view=view)
+        except discord.HTTPException as again:
+            if again.code != ALREADY_ACKNOWLEDGED:
+                raise
 
 
 def _request(
@@ -226,7 +245,7 @@ class DiscordAdapter:
                 if interaction.response.is_done():  # deferred, then the queue was unavailable
                     await interaction.edit_original_response(content=parts[0], view=views[0])
                 else:
-                    await interaction.response.send_message(parts[0], ephemeral=only_them, view=views[0])
+                    await _respond(interaction, parts[0], only_them, views[0])
                 for part, view in zip(parts[1:], views[1:], strict=True):
                     await interaction.followup.send(part, ephemeral=only_them, view=view)
             except discord.HTTPException as exc:
