@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fanout import start_worker  # noqa: E402  (bench/, the script's folder)
+
 from dev.redis_server import RedisServer  # noqa: E402
 
 
@@ -38,11 +40,7 @@ def measure(broker: str, redis_url: str, requests: int, burst: int) -> str:
         "LOG_LEVEL": "WARNING",
     }
     log = open(tempfile.mkstemp(prefix="broker-bench-", suffix=".log")[1], "ab")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", "-c", "16",
-         "-n", "bench@%h", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
-    )  # fmt: skip
+    worker = start_worker(env, "bench", 16, log)
     # This process publishes as the bot does: the same Celery app, configured by the same env.
     code = f"""
 import time

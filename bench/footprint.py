@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from fanout import start_worker  # noqa: E402  (bench/, the script's folder)
 
 from dev.redis_server import RedisServer  # noqa: E402
 from tests.emulators.upstreams import Upstreams  # noqa: E402
@@ -64,11 +64,7 @@ def main() -> None:
     }
     os.environ.update(env)
     log = open(tempfile.mkstemp(prefix="footprint-", suffix=".log")[1], "ab")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "WARNING", "-c", "32",
-         "-n", "footprint@%h", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
-    )  # fmt: skip
+    worker = start_worker(env, "footprint", 32, log)
     app, broker = redis.Redis.from_url(env["REDIS_URL"]), redis.Redis.from_url(env["CELERY_BROKER_URL"])
     try:
         from tasks.app import app as celery_app

@@ -268,10 +268,7 @@ class Settings(BaseSettings):
     @field_validator("REDIS_SENTINELS")
     @classmethod
     def _check_sentinels(cls, value: str) -> str:
-        for address in filter(None, (a.strip() for a in value.split(","))):
-            host, _, port = address.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"expected host:port,host:port… (got {address[:60]!r})")
+        _addresses(value)
         return value
 
     @field_validator("DISCORD_GATEWAY_URL")
@@ -415,11 +412,7 @@ class Settings(BaseSettings):
     @property
     def sentinels(self) -> list[tuple[str, int]]:
         """The Sentinels' addresses; empty: Redis is at REDIS_URL itself."""
-        found = []
-        for address in filter(None, (a.strip() for a in self.REDIS_SENTINELS.split(","))):
-            host, _, port = address.rpartition(":")
-            found.append((host.strip("[]"), int(port)))
-        return found
+        return _addresses(self.REDIS_SENTINELS)
 
     def celery_redis_url(self, url: str) -> str:
         """A redis:// URL as Celery reaches it: itself, or with Sentinels one `sentinel://`
@@ -446,6 +439,17 @@ class Settings(BaseSettings):
             sentinel_kwargs["password"] = self.REDIS_SENTINEL_PASSWORD.get_secret_value()
         options["sentinel_kwargs"] = sentinel_kwargs
         return options
+
+
+def _addresses(value: str) -> list[tuple[str, int]]:
+    """`host:port,host:port…` as (host, port) pairs; ValueError names the first bad one."""
+    found = []
+    for address in filter(None, (a.strip() for a in value.split(","))):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port,host:port… (got {address[:60]!r})")
+        found.append((host.strip("[]"), int(port)))
+    return found
 
 
 class ConfigError(SystemExit):

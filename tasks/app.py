@@ -80,7 +80,8 @@ def dead_letter_queue(settings: Settings) -> Queue:
 
 
 BROKER_URL = settings.celery_redis_url(settings.broker_url)  # Sentinels: one sentinel:// URL each
-ON_RABBITMQ = _redis_transport() is None
+BROKER_TRANSPORT = _redis_transport()
+ON_RABBITMQ = BROKER_TRANSPORT is None
 ON_QUORUM_QUEUE = ON_RABBITMQ and settings.RABBITMQ_QUEUE_TYPE == "quorum"
 
 app = Celery("chatbot", task_cls=LabelledTask)
@@ -90,7 +91,7 @@ app.conf.update(
     broker_url=BROKER_URL,
     broker_read_url=BROKER_URL,
     broker_write_url=BROKER_URL,
-    broker_transport=_redis_transport(),
+    broker_transport=BROKER_TRANSPORT,
     task_default_queue=settings.CELERY_QUEUE,
     task_serializer="json",
     accept_content=["json"],
@@ -120,7 +121,7 @@ app.conf.update(
         "unacked_restore_throttle": 1,
         "socket_timeout": settings.REDIS_TIMEOUT,
         "socket_connect_timeout": settings.REDIS_TIMEOUT,
-        **(settings.celery_sentinel_options if _redis_transport() else {}),
+        **({} if ON_RABBITMQ else settings.celery_sentinel_options),
         # RabbitMQ: a publish returns once the queue has the message (on a quorum queue, a
         # majority of its nodes), so that one the bot was told is queued survives a node.
         **({"confirm_publish": True} if ON_RABBITMQ else {}),

@@ -71,10 +71,12 @@ def answer_key(req: Request) -> str | None:
         return None
 
 
-def send(req: Request, reply: Reply, language: str | None = None) -> bool:
+def send(req: Request, reply: Reply, language: str | None = None, count: bool = True) -> bool:
     """Send a reply now, in the reader's language (`language`: already looked up). A
     platform's final refusal (the user blocked the bot) is logged and counted here; what may
-    go later (RETRYABLE) is raised for the caller to schedule. True when it was sent."""
+    go later (RETRYABLE) is raised for the caller to schedule. True when it was sent; a
+    subscription's notification is counted for /stats unless `count` is off (a batch counts
+    its own at once)."""
     try:
         reply = reply.with_buttons(answer_key(req))
         if not isinstance(reply.text, str) or reply.buttons:
@@ -93,6 +95,8 @@ def send(req: Request, reply: Reply, language: str | None = None) -> bool:
     metrics.DELIVERIES.labels(req.platform, "sent").inc()
     if req.received_at:
         metrics.REPLY_LATENCY.labels(req.platform, "worker").observe(max(0.0, time.time() - req.received_at))
+    if count and req.meta.get("subscription"):
+        notified(req.platform)
     return True
 
 
@@ -107,8 +111,7 @@ def deliver_now(task: Task, landed: dict[str, Any]) -> dict[str, Any]:
         return landed
     req, reply = unpack(landed)
     try:
-        if send(req, reply) and req.meta.get("subscription"):
-            notified(req.platform)
+        send(req, reply)
     except (*RETRYABLE, SoftTimeLimitExceeded) as exc:
         log.info("%s: sending left to the deliver task (%s)", req.request_id, _reason(exc))
         return landed
@@ -140,8 +143,7 @@ def deliver(self: Task, landed: dict[str, Any] | None) -> None:
     req, reply = unpack(landed)
     attempts = self.request.retries + 1
     try:
-        if send(req, reply) and req.meta.get("subscription"):
-            notified(req.platform)
+        send(req, reply)
     except RETRYABLE as exc:
         reason = _reason(exc)
         if self.request.retries < settings.DELIVER_MAX_RETRIES:
@@ -186,7 +188,7 @@ def _deliver_all(results: list[dict[str, Any]]) -> None:
     told: Counter[str] = Counter()  # subscription notifications sent, per platform
     for landed, (req, reply), language in zip(results, unpacked, languages, strict=True):
         try:
-            if send(req, reply, language) and req.meta.get("subscription"):
+            if send(req, reply, language, count=False) and req.meta.get("subscription"):
                 told[req.platform] += 1
         except RETRYABLE:
             deliver.apply_async((landed,), countdown=get_settings().LOOKUP_RETRY_BACKOFF)

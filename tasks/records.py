@@ -33,30 +33,29 @@ def count(command: str, outcome: str, running: int = 0, pipe: Any = None) -> Non
     """One lookup result in this minute's /stats counters (`keys.lookup_stat`), and the
     running-lookups gauge moved by `running`, executing `pipe` (other book-keeping of the
     lookup's end) with them. Best effort: the reply never waits on it."""
-    key = keys.stats(int(time.time() // 60))
     pipe = pipe if pipe is not None else worker_redis().pipeline(transaction=False)
-    pipe.hincrby(key, keys.lookup_stat(command, outcome), 1)
-    pipe.expire(key, keys.STATS_TTL)
     if running:
         pipe.incrby(keys.RUNNING, running)
-    try:
-        pipe.execute()
-    except (redis.RedisError, SoftTimeLimitExceeded) as exc:  # never at the cost of the reply
-        log.warning("could not count a lookup for /stats: %s", type(exc).__name__)
+    _add_stat(keys.lookup_stat(command, outcome), 1, pipe)
 
 
 def notified(platform: str, sent: int = 1) -> None:
     """Subscription notifications sent, in this minute's /stats counters and the metric.
     Best effort, like `count`."""
     metrics.NOTIFICATIONS.labels(platform).inc(sent)
+    _add_stat(keys.NOTIFIED_STAT, sent, worker_redis().pipeline(transaction=False))
+
+
+def _add_stat(field: str, amount: int, pipe: Any) -> None:
+    """`amount` more in this minute's /stats counter `field`, executing `pipe` with it; a
+    failure is logged, never at the cost of a reply."""
     key = keys.stats(int(time.time() // 60))
-    pipe = worker_redis().pipeline(transaction=False)
-    pipe.hincrby(key, keys.NOTIFIED_STAT, sent)
+    pipe.hincrby(key, field, amount)
     pipe.expire(key, keys.STATS_TTL)
     try:
         pipe.execute()
     except (redis.RedisError, SoftTimeLimitExceeded) as exc:
-        log.warning("could not count a notification for /stats: %s", type(exc).__name__)
+        log.warning("could not count %s for /stats: %s", field, type(exc).__name__)
 
 
 def dead_letter(
